@@ -1,0 +1,7 @@
+//! Plexus: a service mesh for Kubernetes that speaks Linkerd 1.x.
+//!
+//! Every request is routed by name through Finagle dtabs ([`naming`]); the command line
+//! ([`cli`]) exposes the tools and, as later parts land, the proxy itself.
+
+pub mod cli;
+pub mod naming;

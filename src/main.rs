@@ -1,0 +1,5 @@
+//! The `plexus` binary: everything happens in `plexus::cli`.
+
+fn main() -> std::process::ExitCode {
+    plexus::cli::main()
+}

@@ -1,0 +1,214 @@
+//! Binding: delegating a path through a dtab and the namers down to bound names.
+//!
+//! This is Linkerd's default interpreter (`ConfiguredNamersInterpreter`) over Finagle's
+//! `Namer.bind`: every path is looked up in the dtab first; only when no entry matches
+//! are the configured namers asked, in configuration order, then the system namer. It is
+//! synchronous and reads snapshots, so a caller can re-run it whenever discovery changes.
+
+use std::sync::Arc;
+
+use super::addr::{Bound, Name};
+use super::dtab::Dtab;
+use super::namer::{Activity, Namer, NamingError};
+use super::path::Path;
+use super::system::SystemNamer;
+use super::tree::{NameTree, Weighted};
+
+/// The most lookups one binding may chain (Finagle's `namerMaxDepth`).
+pub const MAX_DEPTH: usize = 100;
+
+/// A bound on nested tree levels while binding, so hostile input cannot exhaust the
+/// stack. Real dtabs stay far below it.
+pub(crate) const MAX_FRAMES: usize = 1000;
+
+/// The namers of one router (or of the command-line tools): configured namers mounted
+/// at their prefixes, tried in order, and the system namer.
+#[derive(Clone, Default)]
+pub struct Namers {
+    configured: Vec<(Path, Arc<dyn Namer>)>,
+    system: SystemNamer,
+}
+
+impl std::fmt::Debug for Namers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.configured.iter().map(|(p, _)| p))
+            .finish()
+    }
+}
+
+impl Namers {
+    /// No configured namers; the system namer with `system`'s resolver.
+    pub fn new(system: SystemNamer) -> Self {
+        Namers {
+            configured: Vec::new(),
+            system,
+        }
+    }
+
+    /// Mounts a namer at `prefix` (e.g. `/#/io.l5d.fs`) after the ones already mounted.
+    pub fn mount(mut self, prefix: Path, namer: Arc<dyn Namer>) -> Self {
+        self.configured.push((prefix, namer));
+        self
+    }
+
+    /// The mounted prefixes, in the order they are tried.
+    pub fn prefixes(&self) -> impl Iterator<Item = &Path> {
+        self.configured.iter().map(|(p, _)| p)
+    }
+
+    /// Asks the namers (not the dtab): each configured namer whose prefix `path` starts
+    /// with, in order, until one answers something other than `Neg`; then `/$/`.
+    pub fn lookup_namers(&self, path: &Path) -> Activity<NameTree<Name>> {
+        for (prefix, namer) in &self.configured {
+            if path.starts_with(prefix) {
+                match namer.lookup(&path.drop(prefix.len())) {
+                    Activity::Ok(NameTree::Neg) => continue,
+                    other => return other,
+                }
+            }
+        }
+        self.system.lookup(path)
+    }
+
+    /// One lookup step of binding: the dtab's rewrite when it is anything but the plain
+    /// `Neg` of "no entry matched", otherwise the namers' answer.
+    fn lookup(&self, dtab: &Dtab, path: &Path) -> Activity<NameTree<Name>> {
+        match dtab.lookup(path) {
+            NameTree::Neg => self.lookup_namers(path),
+            tree => Activity::Ok(tree.map(&mut |p| Name::Path(p.clone()))),
+        }
+    }
+
+    /// Binds `path` through `dtab`. The result has no `Alt` nodes, simplified unions and
+    /// bound leaves; `Neg`, `Fail` or `Empty` at the top mean the request cannot be sent.
+    pub fn bind(&self, dtab: &Dtab, path: &Path) -> Activity<NameTree<Bound>> {
+        self.bind_tree(dtab, &NameTree::Leaf(Name::Path(path.clone())), 0, 0)
+    }
+
+    fn bind_tree(
+        &self,
+        dtab: &Dtab,
+        tree: &NameTree<Name>,
+        depth: usize,
+        frames: usize,
+    ) -> Activity<NameTree<Bound>> {
+        if depth > MAX_DEPTH {
+            return Activity::Failed(NamingError::MaxDepth(MAX_DEPTH));
+        }
+        if frames > MAX_FRAMES {
+            return Activity::Failed(NamingError::TooDeep(MAX_FRAMES));
+        }
+        let frames = frames + 1;
+        match tree {
+            NameTree::Leaf(Name::Path(path)) => match self.lookup(dtab, path) {
+                Activity::Ok(next) => self.bind_tree(dtab, &next, depth + 1, frames),
+                Activity::Pending => Activity::Pending,
+                Activity::Failed(e) => Activity::Failed(e),
+            },
+            NameTree::Leaf(Name::Bound(bound)) => Activity::Ok(NameTree::Leaf(bound.clone())),
+            NameTree::Neg => Activity::Ok(NameTree::Neg),
+            NameTree::Fail => Activity::Ok(NameTree::Fail),
+            NameTree::Empty => Activity::Ok(NameTree::Empty),
+            NameTree::Alt(branches) => {
+                for branch in branches {
+                    match self.bind_tree(dtab, branch, depth, frames) {
+                        Activity::Ok(NameTree::Neg) => continue,
+                        // A reached branch that fails, fails the alternation (no fall-through).
+                        other => return other,
+                    }
+                }
+                Activity::Ok(NameTree::Neg)
+            }
+            NameTree::Union(members) if members.len() <= 1 => match members.first() {
+                Some(only) => self.bind_tree(dtab, &only.tree, depth, frames),
+                None => Activity::Ok(NameTree::Neg),
+            },
+            NameTree::Union(members) => {
+                let mut ok = Vec::with_capacity(members.len());
+                let mut first_problem = None;
+                for member in members {
+                    match self.bind_tree(dtab, &member.tree, depth, frames) {
+                        Activity::Ok(tree) => ok.push(Weighted {
+                            weight: member.weight,
+                            tree,
+                        }),
+                        problem => {
+                            first_problem.get_or_insert(problem);
+                        }
+                    }
+                }
+                if ok.is_empty() {
+                    first_problem.unwrap_or(Activity::Ok(NameTree::Neg))
+                } else {
+                    // Failed members are dropped; Neg and Fail vanish in simplification.
+                    Activity::Ok(NameTree::Union(ok).simplified())
+                }
+            }
+        }
+    }
+}
+
+/// Picks where one request goes in a bound tree: unions choose a member with probability
+/// `weight / sum` over their members (uniformly when every weight is zero), recursively.
+/// `draw` yields uniform numbers in `[0, 1)`. `None` means the request must fail: the
+/// tree (or the chosen member) is `Neg`, `Fail` or `Empty`.
+pub fn choose<'a>(tree: &'a NameTree<Bound>, draw: &mut impl FnMut() -> f64) -> Option<&'a Bound> {
+    match tree {
+        NameTree::Leaf(bound) => Some(bound),
+        NameTree::Union(members) if !members.is_empty() => {
+            let total: f64 = members.iter().map(|m| m.weight.max(0.0)).sum();
+            let x = draw().clamp(0.0, 1.0);
+            let index = if total > 0.0 && total.is_finite() {
+                let mut target = x * total;
+                members
+                    .iter()
+                    .position(|m| {
+                        target -= m.weight.max(0.0);
+                        target < 0.0
+                    })
+                    // Rounding can leave `target` at zero: take the last positive member.
+                    .unwrap_or_else(|| members.iter().rposition(|m| m.weight > 0.0).unwrap_or(0))
+            } else {
+                ((x * members.len() as f64) as usize).min(members.len() - 1)
+            };
+            choose(&members[index].tree, draw)
+        }
+        NameTree::Alt(branches) => branches.first().and_then(|b| choose(b, draw)),
+        _ => None,
+    }
+}
+
+/// The share of requests each bound id receives under [`choose`], summed over the tree
+/// (identical ids in different branches add up), in first-seen order. The shares of
+/// branches that would fail (`Empty`) are not listed, so the total can be below 1.
+pub fn shares(tree: &NameTree<Bound>) -> Vec<(Path, f64)> {
+    fn walk(tree: &NameTree<Bound>, share: f64, out: &mut Vec<(Path, f64)>) {
+        match tree {
+            NameTree::Leaf(b) => match out.iter_mut().find(|(id, _)| *id == b.id) {
+                Some((_, s)) => *s += share,
+                None => out.push((b.id.clone(), share)),
+            },
+            NameTree::Union(members) => {
+                let total: f64 = members.iter().map(|m| m.weight.max(0.0)).sum();
+                for m in members {
+                    let p = if total > 0.0 && total.is_finite() {
+                        m.weight.max(0.0) / total
+                    } else {
+                        1.0 / members.len() as f64
+                    };
+                    walk(&m.tree, share * p, out);
+                }
+            }
+            NameTree::Alt(branches) => {
+                if let Some(b) = branches.first() {
+                    walk(b, share, out)
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(tree, 1.0, &mut out);
+    out
+}
