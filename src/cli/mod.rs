@@ -1,6 +1,101 @@
-//! The `plexus` command line (placeholder while the naming core lands).
+//! The `plexus` command line: argument parsing and dispatch, nothing else.
+//!
+//! Each subcommand lives in its own module and returns a [`CliError`]; this module turns
+//! errors into exit codes in one place: 2 for bad input (syntax errors, bad files,
+//! usage), 1 for failures at run time.
 
-/// Runs the command line.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+mod catalog;
+mod dtab;
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A command failure and how the process should exit because of it.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The user gave something unusable; exit status 2.
+    #[error("{0}")]
+    BadInput(String),
+    /// The command ran and failed; exit status 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::BadInput(_) => ExitCode::from(2),
+            CliError::Failed(_) => ExitCode::from(1),
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "plexus", version, about = "Plexus: a service mesh that speaks Linkerd 1.x", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parse and show a Finagle path.
+    Path {
+        #[command(subcommand)]
+        command: dtab::PathCommand,
+    },
+    /// Parse, show, look up, bind and explain dtabs (the playground on the command line).
+    Dtab {
+        #[command(subcommand)]
+        command: dtab::DtabCommand,
+    },
+    /// Parse, show and simplify name trees.
+    Nametree {
+        #[command(subcommand)]
+        command: dtab::NameTreeCommand,
+    },
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Path { command } => dtab::run_path(command),
+        Command::Dtab { command } => dtab::run_dtab(command),
+        Command::Nametree { command } => dtab::run_nametree(command),
+    };
+    match result {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("plexus: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Reads an argument that may be `-` for standard input. At most one argument of a
+/// command may be `-`; `stdin_used` tracks that.
+fn read_arg(arg: &str, stdin_used: &mut bool) -> Result<String, CliError> {
+    if arg != "-" {
+        return Ok(arg.to_string());
+    }
+    if std::mem::replace(stdin_used, true) {
+        return Err(CliError::BadInput(
+            "only one argument can be read from standard input ('-')".into(),
+        ));
+    }
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| CliError::BadInput(format!("cannot read standard input: {e}")))?;
+    // A trailing newline from `echo` or a file is not part of the value.
+    Ok(s.strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&s)
+        .to_string())
 }

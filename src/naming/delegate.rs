@@ -259,7 +259,8 @@ impl DelegateTree {
 
     /// The `/delegator.json` encoding.
     pub fn to_json(&self) -> Value {
-        let mut obj = Map::new();
+        let mut extra = Map::new();
+        let obj = &mut extra;
         let (kind, path) = match self {
             DelegateTree::Exception { path, message, .. } => {
                 obj.insert("message".into(), json!(message));
@@ -320,15 +321,17 @@ impl DelegateTree {
                 ("transformation", path.show())
             }
         };
-        obj.insert("type".into(), json!(kind));
-        obj.insert("path".into(), json!(path));
+        let mut node = Map::new();
+        node.insert("type".into(), json!(kind));
+        node.insert("path".into(), json!(path));
         if let Some(d) = self.dentry() {
-            obj.insert(
+            node.insert(
                 "dentry".into(),
                 json!({"prefix": d.prefix.show(), "dst": d.dst.show()}),
             );
         }
-        Value::Object(obj)
+        node.extend(extra);
+        Value::Object(node)
     }
 
     /// A readable, indented rendering for terminals.
@@ -341,7 +344,9 @@ impl DelegateTree {
     fn render_into(&self, out: &mut String, indent: usize, weight: Option<f64>) {
         use std::fmt::Write;
         let pad = "  ".repeat(indent);
-        let weight = weight.map(|w| format!("{w}* ")).unwrap_or_default();
+        let weight = weight
+            .map(|w| format!("{}* ", super::weight::format_weight(w)))
+            .unwrap_or_default();
         let via = self
             .dentry()
             .map(|d| format!("  (via {d})"))

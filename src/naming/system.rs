@@ -85,10 +85,10 @@ impl SystemNamer {
             return neg();
         }
         let kind = elem(path, 1);
-        if let Some(kind @ ("inet" | "fixedinet")) = kind {
-            if let Some(bound) = self.inet(kind, &path.drop(2)) {
-                return bound;
-            }
+        if let Some(kind @ ("inet" | "fixedinet")) = kind
+            && let Some(bound) = self.inet(kind, &path.drop(2))
+        {
+            return bound;
         }
         match kind {
             Some("fail") => return Activity::Ok(NameTree::Fail),
@@ -128,11 +128,11 @@ impl SystemNamer {
             let id = Path::from_strs(["$", kind, host, &port.to_string()]);
             return Some(self.bind_inet(id, host, port, rest.drop(2)));
         }
-        if kind == "inet" {
-            if let Some(port) = elem(rest, 0).and_then(parse_java_int) {
-                let id = Path::from_strs(["$", kind, &port.to_string()]);
-                return Some(self.bind_inet(id, "0.0.0.0", port, rest.drop(1)));
-            }
+        if kind == "inet"
+            && let Some(port) = elem(rest, 0).and_then(parse_java_int)
+        {
+            let id = Path::from_strs(["$", kind, &port.to_string()]);
+            return Some(self.bind_inet(id, "0.0.0.0", port, rest.drop(1)));
         }
         None
     }
