@@ -17,9 +17,9 @@ use super::tree::{NameTree, Weighted};
 /// The most lookups one binding may chain (Finagle's `namerMaxDepth`).
 pub const MAX_DEPTH: usize = 100;
 
-/// A bound on nested tree levels while binding, so hostile input cannot exhaust the
+/// A bound on nested tree levels while binding (and explaining), so hostile input cannot exhaust the
 /// stack. Real dtabs stay far below it.
-pub(crate) const MAX_FRAMES: usize = 1000;
+pub(crate) const MAX_FRAMES: usize = 250;
 
 /// The namers of one router (or of the command-line tools): configured namers mounted
 /// at their prefixes, tried in order, and the system namer.
@@ -211,4 +211,100 @@ pub fn shares(tree: &NameTree<Bound>) -> Vec<(Path, f64)> {
     let mut out = Vec::new();
     walk(tree, 1.0, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::naming::{Addr, Address};
+
+    fn bound(id: &str) -> Bound {
+        Bound::new(
+            Path::read(id).unwrap(),
+            Addr::Bound(vec![Address::new(([127, 0, 0, 1], 80).into())]),
+        )
+    }
+
+    #[test]
+    fn deeply_nested_chains_fail_cleanly_instead_of_exhausting_the_stack() {
+        // 99 chained rewrites, each wrapped in 10 levels of alternation: within the
+        // lookup limit, but far deeper than any real dtab.
+        let nest = |inner: String| (0..10).fold(inner, |t, _| format!("({t} | /z)"));
+        let dtab: String = (0..99)
+            .map(|i| format!("/a{i}=>{};", nest(format!("/a{}", i + 1))))
+            .collect::<String>()
+            + "/a99=>/$/nil";
+        let dtab = Dtab::read(&dtab).unwrap();
+        let namers = Namers::default();
+        assert_eq!(
+            namers.bind(&dtab, &Path::read("/a0").unwrap()),
+            Activity::Failed(NamingError::TooDeep(MAX_FRAMES))
+        );
+        // The explanation shows where it gave up instead of crashing.
+        let explained = namers.delegate(&dtab, &Path::read("/a0").unwrap()).unwrap();
+        assert!(
+            explained
+                .to_json()
+                .to_string()
+                .contains("nested more than 250 levels deep")
+        );
+        // A flat chain of 99 rewrites plus the namer lookup (100 lookups) binds.
+        let flat: String = (0..98)
+            .map(|i| format!("/a{i}=>/a{};", i + 1))
+            .collect::<String>()
+            + "/a98=>/$/nil";
+        let flat = Dtab::read(&flat).unwrap();
+        assert_eq!(
+            namers.bind(&flat, &Path::read("/a0").unwrap()),
+            Activity::Ok(NameTree::Empty)
+        );
+    }
+
+    #[test]
+    fn choose_follows_weights_per_union() {
+        let tree = NameTree::Union(vec![
+            Weighted {
+                weight: 3.0,
+                tree: NameTree::Leaf(bound("/a")),
+            },
+            Weighted {
+                weight: 1.0,
+                tree: NameTree::Leaf(bound("/b")),
+            },
+        ]);
+        let pick = |x: f64| choose(&tree, &mut || x).map(|b| b.id.show());
+        assert_eq!(pick(0.0).as_deref(), Some("/a"));
+        assert_eq!(pick(0.74).as_deref(), Some("/a"));
+        assert_eq!(pick(0.76).as_deref(), Some("/b"));
+        assert_eq!(pick(0.999_999).as_deref(), Some("/b"));
+        assert_eq!(
+            shares(&tree),
+            vec![
+                (Path::read("/a").unwrap(), 0.75),
+                (Path::read("/b").unwrap(), 0.25)
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_weights_are_uniform_and_empty_members_fail() {
+        let tree = NameTree::Union(vec![
+            Weighted {
+                weight: 0.0,
+                tree: NameTree::Leaf(bound("/a")),
+            },
+            Weighted {
+                weight: 0.0,
+                tree: NameTree::Empty,
+            },
+        ]);
+        assert_eq!(
+            choose(&tree, &mut || 0.2).map(|b| b.id.show()).as_deref(),
+            Some("/a")
+        );
+        assert_eq!(choose(&tree, &mut || 0.7), None);
+        assert_eq!(shares(&tree), vec![(Path::read("/a").unwrap(), 0.5)]);
+        assert_eq!(choose(&NameTree::Neg, &mut || 0.5), None);
+        assert_eq!(choose(&NameTree::Fail, &mut || 0.5), None);
+    }
 }

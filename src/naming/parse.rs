@@ -433,3 +433,112 @@ pub(crate) fn read_dentry(s: &str) -> Result<Dentry> {
 pub(crate) fn read_dtab(s: &str) -> Result<Dtab> {
     Reader::new(s).all(Reader::dtab)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(r: Result<impl fmt::Debug>) -> ParseError {
+        r.expect_err("must fail")
+    }
+
+    #[test]
+    fn errors_read_like_finagles_and_carry_the_offset() {
+        let e = err(read_path("invalid-param"));
+        assert_eq!(
+            e.to_string(),
+            "'/' expected but 'i' found at '[i]nvalid-param'"
+        );
+        assert_eq!((e.offset(), e.expected(), e.found()), (0, "'/'", Some('i')));
+        let e = err(read_path("/foo/bar/"));
+        assert_eq!(
+            e.to_string(),
+            "label char expected but end of input found at '/foo/bar/[]'"
+        );
+        assert_eq!((e.offset(), e.found()), (9, None));
+        assert_eq!(
+            err(read_tree("1.2.3*/a")).to_string(),
+            "number char expected but '.' found at '1.2[.]3*/a'"
+        );
+        // The lone-dot quirk: Finagle reports it one character late.
+        assert_eq!(
+            err(read_tree(".*/a")).to_string(),
+            "weight expected but '.' found at '.[*]/a'"
+        );
+        assert_eq!(
+            err(read_dtab("/a=>/b;;")).to_string(),
+            "'/' expected but ';' found at '/a=>/b;[;]'"
+        );
+        assert_eq!(
+            err(read_dtab("/a = >/b")).to_string(),
+            "'>' expected but ' ' found at '/a =[ ]>/b'"
+        );
+        assert_eq!(
+            err(read_path(r"/a\y")).to_string(),
+            r"'x' expected but 'y' found at '/a\[y]'"
+        );
+        assert_eq!(
+            err(read_path(r"/a\x4g")).to_string(),
+            r"hex char expected but 'g' found at '/a\x4[g]'"
+        );
+    }
+
+    #[test]
+    fn non_ascii_is_an_error_outside_comments_and_whitespace() {
+        let e = err(read_path("/é"));
+        assert_eq!(
+            e.to_string(),
+            "end of input expected but 'é' found at '/[é]'"
+        );
+        assert_eq!(e.offset(), 1);
+        assert!(read_dtab("/a=>/b # café\n;/c=>/d").is_ok());
+        // U+2003 EM SPACE is Java whitespace; U+00A0 NO-BREAK SPACE is not.
+        assert!(read_path("\u{2003}/a\u{2003}").is_ok());
+        assert!(read_path("\u{a0}/a").is_err());
+        assert!(read_path("\u{1c}/a").is_ok());
+    }
+
+    #[test]
+    fn java_whitespace_is_exactly_javas_set() {
+        // The set a JVM's Character.isWhitespace accepts among the BMP characters.
+        let java: Vec<u32> = vec![
+            0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x1680, 0x2000, 0x2001,
+            0x2002, 0x2003, 0x2004, 0x2005, 0x2006, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x205f,
+            0x3000,
+        ];
+        let ours: Vec<u32> = (0..=0xffffu32)
+            .filter_map(char::from_u32)
+            .filter(|c| is_java_whitespace(*c))
+            .map(u32::from)
+            .collect();
+        assert_eq!(ours, java);
+    }
+
+    #[test]
+    fn nesting_is_bounded_so_hostile_input_cannot_overflow_the_stack() {
+        let ok = format!("{}/a{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(read_tree(&ok).is_ok());
+        let deep = format!("{}/a{}", "(".repeat(100_000), ")".repeat(100_000));
+        let e = err(read_tree(&deep));
+        assert_eq!(e.offset(), MAX_NESTING);
+        assert!(
+            e.to_string()
+                .starts_with("at most 100 nested parentheses expected but '(' found")
+        );
+    }
+
+    #[test]
+    fn numbers_are_ascii_and_java_like() {
+        let w = |s: &str| match read_tree(s).unwrap() {
+            NameTree::Union(ws) => ws[0].weight,
+            t => panic!("not a union: {t:?}"),
+        };
+        assert_eq!(w("5.*/a & /b"), 5.0);
+        assert_eq!(w(".5*/a & /b"), 0.5);
+        assert_eq!(w("007*/a & /b"), 7.0);
+        assert!(read_tree("1e3*/a").is_err());
+        assert!(read_tree("-1*/a").is_err());
+        assert!(read_tree("0.5*0.5*/a").is_err());
+        assert!(read_tree("\u{663}*/a").is_err());
+    }
+}
