@@ -4,4 +4,5 @@
 //! ([`cli`]) exposes the tools and, as later parts land, the proxy itself.
 
 pub mod cli;
+pub mod config;
 pub mod naming;

@@ -5,6 +5,7 @@
 //! usage), 1 for failures at run time.
 
 mod catalog;
+mod check;
 mod dtab;
 
 use std::io::Read;
@@ -41,6 +42,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Check that a Linkerd 1.x configuration file can be run, without running it.
+    Check {
+        /// The configuration file (`-` reads standard input).
+        config: std::path::PathBuf,
+    },
     /// Parse and show a Finagle path.
     Path {
         #[command(subcommand)]
@@ -62,6 +68,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Check { config } => check::run(config),
         Command::Path { command } => dtab::run_path(command),
         Command::Dtab { command } => dtab::run_dtab(command),
         Command::Nametree { command } => dtab::run_nametree(command),

@@ -9,7 +9,7 @@ use std::fmt;
 use super::path::{Label, Path, write_label};
 
 /// One element of a [`Prefix`].
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PrefixElem {
     /// A literal label (an escaped `\x2a` is a literal `*`).
     Label(Label),

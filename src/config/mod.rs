@@ -1,0 +1,387 @@
+//! The Linkerd 1.x configuration file, as Plexus reads it.
+//!
+//! A Linkerd user's `config.yaml` is the input: `admin`, `namers`, `routers`,
+//! `telemetry`, `usage`, with plugins chosen by `kind` (routers by `protocol`). Reading
+//! is strict like Linkerd: an unknown key is an error with its line and column. A key or
+//! kind that Linkerd knows but Plexus does not implement yet is read, then rejected by
+//! name by [`Config::validate`], so nothing in a file is ever silently ignored.
+
+mod namer;
+mod router;
+mod stack;
+mod value;
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+pub use namer::{
+    FsNamer, Namer, PathTransformer, PortTransformer, PrefixOnly, SpecificHostTransformer,
+    Transformer,
+};
+pub use router::{
+    DefaultInterpreter, HeaderPathIdentifier, HeaderToken, HttpRouter, Identifier, Interpreter,
+    MethodAndHost, OneOrMany, PathIdentifier, Router, Server, StaticIdentifier,
+};
+pub use stack::{ClientConfig, ServiceConfig, StackKind};
+use value::NotYet;
+
+/// A whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The admin server (default 127.0.0.1:9990).
+    #[serde(default)]
+    pub admin: Admin,
+    /// Service discovery, mounted under `/#/<prefix>`.
+    #[serde(default)]
+    pub namers: Vec<Namer>,
+    /// The routers (at least one).
+    pub routers: Vec<Router>,
+    /// Metrics and tracing exporters.
+    #[serde(default)]
+    pub telemetry: Vec<Telemeter>,
+    /// Accepted for compatibility; Plexus never reports usage anywhere.
+    pub usage: Option<Usage>,
+}
+
+/// `admin:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Admin {
+    /// Address (default 127.0.0.1).
+    pub ip: Option<IpAddr>,
+    /// Port (default 9990).
+    pub port: Option<u16>,
+    /// Grace period for draining on shutdown (default 10000).
+    pub shutdown_grace_ms: Option<u64>,
+    /// Accepted for compatibility; the proxy sizes its own worker pool.
+    pub worker_threads: Option<u32>,
+    /// Not implemented yet.
+    pub socket_options: NotYet,
+    /// Not implemented yet.
+    pub tls: NotYet,
+    /// Not implemented yet.
+    pub http_identifier_port: NotYet,
+    /// Not implemented yet.
+    pub security: NotYet,
+}
+
+/// A telemeter, chosen by its `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Telemeter {
+    /// Prometheus text on the admin server.
+    #[serde(rename = "io.l5d.prometheus")]
+    Prometheus(PrometheusTelemeter),
+    /// Recent requests table: not implemented yet.
+    #[serde(rename = "io.l5d.recentRequests")]
+    RecentRequests(serde::de::IgnoredAny),
+    /// Zipkin tracing: not implemented yet.
+    #[serde(rename = "io.l5d.zipkin")]
+    Zipkin(serde::de::IgnoredAny),
+    /// Trace logging: not implemented yet.
+    #[serde(rename = "io.l5d.tracelog")]
+    TraceLog(serde::de::IgnoredAny),
+    /// StatsD: not implemented yet.
+    #[serde(rename = "io.l5d.statsd")]
+    Statsd(serde::de::IgnoredAny),
+    /// InfluxDB line protocol: not implemented yet.
+    #[serde(rename = "io.l5d.influxdb")]
+    InfluxDb(serde::de::IgnoredAny),
+}
+
+impl Telemeter {
+    /// The kind as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Telemeter::Prometheus(_) => "io.l5d.prometheus",
+            Telemeter::RecentRequests(_) => "io.l5d.recentRequests",
+            Telemeter::Zipkin(_) => "io.l5d.zipkin",
+            Telemeter::TraceLog(_) => "io.l5d.tracelog",
+            Telemeter::Statsd(_) => "io.l5d.statsd",
+            Telemeter::InfluxDb(_) => "io.l5d.influxdb",
+        }
+    }
+}
+
+/// `io.l5d.prometheus` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusTelemeter {
+    /// Where the admin server serves it (default `/admin/metrics/prometheus`).
+    pub path: Option<String>,
+    /// Prepended to every metric name.
+    pub prefix: Option<String>,
+}
+
+/// `usage:`: accepted so existing files load; Plexus never phones home.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Usage {
+    /// Organisation id (unused).
+    pub org_id: Option<String>,
+    /// Whether reporting is on (it is always off in Plexus).
+    pub enabled: Option<bool>,
+}
+
+/// A file that cannot be read as a configuration at all.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads a configuration: JSON when the first non-blank character is `{`, else YAML.
+    /// Errors name the offending key with its line and column.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let json = text.trim_start().starts_with('{');
+        if json {
+            serde_json::from_str(text).map_err(|e| ConfigError(e.to_string()))
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError(e.to_string()))
+        }
+    }
+
+    /// Everything in the file that Plexus cannot run: unsupported kinds and keys (named),
+    /// and rule violations (no routers, duplicate labels, two servers on one port, ...).
+    /// Empty when the file is good to run.
+    pub fn validate(&self) -> Vec<String> {
+        let mut v = Validation::default();
+        self.admin_problems(&mut v);
+        for (i, namer) in self.namers.iter().enumerate() {
+            let at = format!("namers[{i}]");
+            match namer {
+                Namer::Fs(fs) => v.transformers(&format!("{at} (io.l5d.fs)"), &fs.transformers),
+                other => v.kind(&at, "namer", other.kind()),
+            }
+        }
+        if self.routers.is_empty() {
+            v.problem("routers: at least one router is required".into());
+        }
+        let mut labels = Vec::new();
+        let mut sockets = Vec::new();
+        for (i, router) in self.routers.iter().enumerate() {
+            let Router::Http(r) = router else {
+                v.problem(format!(
+                    "routers[{i}]: protocol {} is not supported yet",
+                    router.protocol()
+                ));
+                continue;
+            };
+            let label = r.label.clone().unwrap_or_else(|| "http".into());
+            let at = format!("routers[{i}] ({label})");
+            if labels.contains(&label) {
+                v.problem(format!(
+                    "{at}: label {label} is used by another router; labels must be unique"
+                ));
+            }
+            labels.push(label);
+            v.http_router(&at, r, &mut sockets);
+        }
+        for (i, t) in self.telemetry.iter().enumerate() {
+            if !matches!(t, Telemeter::Prometheus(_)) {
+                v.kind(&format!("telemetry[{i}]"), "telemeter", t.kind());
+            }
+        }
+        v.problems
+    }
+
+    fn admin_problems(&self, v: &mut Validation) {
+        let a = &self.admin;
+        v.keys(
+            "admin",
+            &[
+                ("socketOptions", a.socket_options.is_some()),
+                ("tls", a.tls.is_some()),
+                ("httpIdentifierPort", a.http_identifier_port.is_some()),
+                ("security", a.security.is_some()),
+            ],
+        );
+    }
+}
+
+/// Collects problems with where they are.
+#[derive(Default)]
+struct Validation {
+    problems: Vec<String>,
+}
+
+impl Validation {
+    fn problem(&mut self, p: String) {
+        self.problems.push(p);
+    }
+
+    fn kind(&mut self, at: &str, what: &str, kind: &str) {
+        self.problem(format!("{at}: {what} kind {kind} is not supported yet"));
+    }
+
+    fn keys(&mut self, at: &str, present: &[(&str, bool)]) {
+        for (key, _) in present.iter().filter(|(_, p)| *p) {
+            self.problem(format!("{at}: key {key} is not supported yet"));
+        }
+    }
+
+    fn transformers(&mut self, at: &str, ts: &[Transformer]) {
+        for (i, t) in ts.iter().enumerate() {
+            if matches!(
+                t,
+                Transformer::K8sDaemonset(_) | Transformer::K8sLocalnode(_)
+            ) {
+                self.kind(&format!("{at}.transformers[{i}]"), "transformer", t.kind());
+            }
+        }
+    }
+
+    fn http_router(&mut self, at: &str, r: &HttpRouter, sockets: &mut Vec<(IpAddr, u16)>) {
+        if r.servers.is_empty() {
+            self.problem(format!("{at}: servers: at least one server is required"));
+        }
+        for (j, s) in r.servers.iter().enumerate() {
+            let sat = format!("{at}.servers[{j}]");
+            let socket = (
+                s.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                s.port.unwrap_or(4140),
+            );
+            if sockets.contains(&socket) {
+                self.problem(format!(
+                    "{sat}: {}:{} is already used by another server",
+                    socket.0, socket.1
+                ));
+            }
+            sockets.push(socket);
+            self.keys(
+                &sat,
+                &[
+                    ("tls", s.tls.is_some()),
+                    ("socketOptions", s.socket_options.is_some()),
+                    ("serverSession", s.server_session.is_some()),
+                    ("announce", s.announce.is_some()),
+                    ("addForwardedHeader", s.add_forwarded_header.is_some()),
+                ],
+            );
+        }
+        self.keys(
+            at,
+            &[
+                ("bindingCache", r.binding_cache.is_some()),
+                ("announcers", r.announcers.is_some()),
+                ("httpAccessLog", r.http_access_log.is_some()),
+                (
+                    "httpAccessLogRollPolicy",
+                    r.http_access_log_roll_policy.is_some(),
+                ),
+                ("httpAccessLogAppend", r.http_access_log_append.is_some()),
+                (
+                    "httpAccessLogRotateCount",
+                    r.http_access_log_rotate_count.is_some(),
+                ),
+                ("compressionLevel", r.compression_level.is_some()),
+                ("tracePropagator", r.trace_propagator.is_some()),
+            ],
+        );
+        for id in r.identifier.iter().flat_map(OneOrMany::as_slice) {
+            if matches!(id, Identifier::Ingress(_) | Identifier::HeaderPath(_)) {
+                self.kind(&format!("{at}.identifier"), "identifier", id.kind());
+            }
+        }
+        match &r.interpreter {
+            None => {}
+            Some(Interpreter::Default(d)) => {
+                self.transformers(&format!("{at}.interpreter"), &d.transformers)
+            }
+            Some(other) => self.kind(
+                &format!("{at}.interpreter"),
+                "interpreter",
+                interpreter_kind(other),
+            ),
+        }
+        if let Some(s) = &r.service {
+            self.service(&format!("{at}.service"), s, true);
+        }
+        if let Some(c) = &r.client {
+            self.client(&format!("{at}.client"), c, true);
+        }
+    }
+
+    /// Checks the global/static shape shared by service and client blocks.
+    fn stack_shape(
+        &mut self,
+        at: &str,
+        kind: Option<StackKind>,
+        has_configs: bool,
+        prefix: bool,
+        top: bool,
+    ) {
+        match (top, kind.unwrap_or(StackKind::Global)) {
+            (true, StackKind::Global) if has_configs => self.problem(format!(
+                "{at}: configs is only allowed with kind io.l5d.static"
+            )),
+            (true, StackKind::Static) if !has_configs => {
+                self.problem(format!("{at}: kind io.l5d.static needs configs"))
+            }
+            (true, _) if prefix => {
+                self.problem(format!("{at}: prefix is only allowed inside configs"))
+            }
+            (false, _) if kind.is_some() || has_configs => self.problem(format!(
+                "{at}: kind and configs are not allowed inside configs"
+            )),
+            (false, _) if !prefix => {
+                self.problem(format!("{at}: every configs entry needs a prefix"))
+            }
+            _ => {}
+        }
+    }
+
+    fn service(&mut self, at: &str, s: &ServiceConfig, top: bool) {
+        self.stack_shape(at, s.kind, s.configs.is_some(), s.prefix.is_some(), top);
+        self.keys(
+            at,
+            &[
+                ("totalTimeoutMs", s.total_timeout_ms.is_some()),
+                ("retries", s.retries.is_some()),
+                ("responseClassifier", s.response_classifier.is_some()),
+            ],
+        );
+        for (i, c) in s.configs.iter().flatten().enumerate() {
+            self.service(&format!("{at}.configs[{i}]"), c, false);
+        }
+    }
+
+    fn client(&mut self, at: &str, c: &ClientConfig, top: bool) {
+        self.stack_shape(at, c.kind, c.configs.is_some(), c.prefix.is_some(), top);
+        self.keys(
+            at,
+            &[
+                ("loadBalancer", c.load_balancer.is_some()),
+                ("failureAccrual", c.failure_accrual.is_some()),
+                ("requeueBudget", c.requeue_budget.is_some()),
+                (
+                    "requestAttemptTimeoutMs",
+                    c.request_attempt_timeout_ms.is_some(),
+                ),
+                ("failFast", c.fail_fast.is_some()),
+                ("hostConnectionPool", c.host_connection_pool.is_some()),
+                ("clientSession", c.client_session.is_some()),
+                ("socketOptions", c.socket_options.is_some()),
+                ("tls", c.tls.is_some()),
+                ("forwardClientCert", c.forward_client_cert.is_some()),
+                ("requestAuthorizers", c.request_authorizers.is_some()),
+            ],
+        );
+        for (i, e) in c.configs.iter().flatten().enumerate() {
+            self.client(&format!("{at}.configs[{i}]"), e, false);
+        }
+    }
+}
+
+fn interpreter_kind(i: &Interpreter) -> &'static str {
+    match i {
+        Interpreter::Default(_) => "default",
+        Interpreter::Namerd(_) => "io.l5d.namerd",
+        Interpreter::NamerdHttp(_) => "io.l5d.namerd.http",
+        Interpreter::Mesh(_) => "io.l5d.mesh",
+        Interpreter::Fs(_) => "io.l5d.fs",
+        Interpreter::K8sConfigMap(_) => "io.l5d.k8s.configMap",
+        Interpreter::Consul(_) => "io.l5d.consul.interpreter",
+    }
+}

@@ -1,0 +1,278 @@
+//! Routers, their servers, identifiers and interpreters (Linkerd's `routers:` list).
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::stack::{ClientConfig, ServiceConfig};
+use super::value::{self, NotYet};
+use crate::naming::{Dtab, Path};
+
+/// One router, chosen by its `protocol`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "protocol")]
+pub enum Router {
+    /// `protocol: http`: HTTP/1.1.
+    #[serde(rename = "http")]
+    Http(Box<HttpRouter>),
+    /// `protocol: h2`: not implemented yet.
+    #[serde(rename = "h2")]
+    H2(serde::de::IgnoredAny),
+    /// `protocol: thrift`: not implemented yet.
+    #[serde(rename = "thrift")]
+    Thrift(serde::de::IgnoredAny),
+    /// `protocol: thriftmux`: not implemented yet.
+    #[serde(rename = "thriftmux")]
+    ThriftMux(serde::de::IgnoredAny),
+    /// `protocol: mux`: not implemented yet.
+    #[serde(rename = "mux")]
+    Mux(serde::de::IgnoredAny),
+}
+
+impl Router {
+    /// The protocol name as written in the file.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Router::Http(_) => "http",
+            Router::H2(_) => "h2",
+            Router::Thrift(_) => "thrift",
+            Router::ThriftMux(_) => "thriftmux",
+            Router::Mux(_) => "mux",
+        }
+    }
+}
+
+/// An HTTP/1.1 router.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpRouter {
+    /// Stats scope `rt/<label>`; defaults to the protocol name.
+    pub label: Option<String>,
+    /// Where it listens (at least one).
+    pub servers: Vec<Server>,
+    /// The base dtab.
+    #[serde(default, deserialize_with = "value::dtab")]
+    pub dtab: Dtab,
+    /// Prefix of the names identifiers produce (default `/svc`).
+    #[serde(default, deserialize_with = "value::opt_path")]
+    pub dst_prefix: Option<Path>,
+    /// How requests are named: one identifier or a list (the first that identifies wins).
+    pub identifier: Option<OneOrMany<Identifier>>,
+    /// How names are bound (default: the configured namers).
+    pub interpreter: Option<Interpreter>,
+    /// How long binding may take before a request fails (default 10 s).
+    pub binding_timeout_ms: Option<u64>,
+    /// Per logical name settings.
+    pub service: Option<ServiceConfig>,
+    /// Per client settings.
+    pub client: Option<ClientConfig>,
+    /// Marks a router as originating traffic (a gauge only).
+    pub originator: Option<bool>,
+    /// Opt-in for experimental plugins.
+    pub experimental: Option<bool>,
+    /// Biggest request/response body held before streaming (KB); bodies always stream here.
+    #[serde(rename = "streamAfterContentLengthKB")]
+    pub stream_after_content_length_kb: Option<u64>,
+    /// Whether bodies stream (always true in Plexus).
+    pub streaming_enabled: Option<bool>,
+    /// Request header size limit in KB (default 8).
+    #[serde(rename = "maxHeadersKB")]
+    pub max_headers_kb: Option<u64>,
+    /// Request line size limit in KB (default 4).
+    #[serde(rename = "maxInitialLineKB")]
+    pub max_initial_line_kb: Option<u64>,
+    /// Biggest error body Plexus generates, in KB (default 5120).
+    #[serde(rename = "maxErrResponseKB")]
+    pub max_err_response_kb: Option<u64>,
+    /// Not implemented yet.
+    pub binding_cache: NotYet,
+    /// Not implemented yet.
+    pub announcers: NotYet,
+    /// Not implemented yet.
+    pub http_access_log: NotYet,
+    /// Not implemented yet.
+    pub http_access_log_roll_policy: NotYet,
+    /// Not implemented yet.
+    pub http_access_log_append: NotYet,
+    /// Not implemented yet.
+    pub http_access_log_rotate_count: NotYet,
+    /// Not implemented yet.
+    pub compression_level: NotYet,
+    /// Not implemented yet.
+    pub trace_propagator: NotYet,
+}
+
+/// `x` or `[x, y]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// A single value.
+    One(T),
+    /// A list.
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    /// The values as a slice.
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMany::One(t) => std::slice::from_ref(t),
+            OneOrMany::Many(ts) => ts,
+        }
+    }
+}
+
+/// One listening socket of a router.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Server {
+    /// Port (protocol default: 4140 for http).
+    pub port: Option<u16>,
+    /// Address (default loopback; `0.0.0.0` for all interfaces).
+    pub ip: Option<IpAddr>,
+    /// Stats label.
+    pub label: Option<String>,
+    /// Strip inbound `l5d-*` context and sanitise responses (for edges).
+    pub clear_context: Option<bool>,
+    /// Not implemented yet.
+    pub add_forwarded_header: NotYet,
+    /// Header carrying the time the request arrived (epoch ms).
+    pub timestamp_header: Option<String>,
+    /// Limit on `Via` entries before a request is refused (default 1000).
+    pub max_call_depth: Option<u32>,
+    /// Limit on requests served at once (default unlimited).
+    pub max_concurrent_requests: Option<u32>,
+    /// Request timeout.
+    pub timeout_ms: Option<u64>,
+    /// Not implemented yet.
+    pub tls: NotYet,
+    /// Not implemented yet.
+    pub socket_options: NotYet,
+    /// Not implemented yet.
+    pub server_session: NotYet,
+    /// Not implemented yet.
+    pub announce: NotYet,
+}
+
+/// How an HTTP request becomes a logical name.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Identifier {
+    /// The value of one header as one path segment (default: `Host`).
+    #[serde(rename = "io.l5d.header.token")]
+    HeaderToken(HeaderToken),
+    /// `/1.1/<METHOD>/<host>[/uri]`.
+    #[serde(rename = "io.l5d.methodAndHost")]
+    MethodAndHost(MethodAndHost),
+    /// The first `segments` URI path segments.
+    #[serde(rename = "io.l5d.path")]
+    Path(PathIdentifier),
+    /// A header's value parsed as a path (default header `l5d-name`).
+    #[serde(rename = "io.l5d.header")]
+    Header(HeaderPathIdentifier),
+    /// A fixed name.
+    #[serde(rename = "io.l5d.static")]
+    Static(StaticIdentifier),
+    /// Kubernetes Ingress resources: not implemented yet.
+    #[serde(rename = "io.l5d.ingress")]
+    Ingress(serde::de::IgnoredAny),
+    /// h2 `:path` segments: for h2 routers, not implemented yet.
+    #[serde(rename = "io.l5d.header.path")]
+    HeaderPath(serde::de::IgnoredAny),
+}
+
+impl Identifier {
+    /// The kind as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identifier::HeaderToken(_) => "io.l5d.header.token",
+            Identifier::MethodAndHost(_) => "io.l5d.methodAndHost",
+            Identifier::Path(_) => "io.l5d.path",
+            Identifier::Header(_) => "io.l5d.header",
+            Identifier::Static(_) => "io.l5d.static",
+            Identifier::Ingress(_) => "io.l5d.ingress",
+            Identifier::HeaderPath(_) => "io.l5d.header.path",
+        }
+    }
+}
+
+/// `io.l5d.header.token` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderToken {
+    /// The header (default `Host`).
+    pub header: Option<String>,
+}
+
+/// `io.l5d.methodAndHost` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MethodAndHost {
+    /// Append the URI path to the name.
+    #[serde(default)]
+    pub http_uri_in_dst: bool,
+}
+
+/// `io.l5d.path` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathIdentifier {
+    /// How many segments (default 1).
+    pub segments: Option<usize>,
+    /// Remove them from the forwarded URI.
+    #[serde(default)]
+    pub consume: bool,
+}
+
+/// `io.l5d.header` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderPathIdentifier {
+    /// The header name (default `l5d-name`).
+    pub header: Option<String>,
+}
+
+/// `io.l5d.static` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticIdentifier {
+    /// The name (appended to `dstPrefix`).
+    #[serde(deserialize_with = "value::path")]
+    pub path: Path,
+}
+
+/// How a router binds names.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Interpreter {
+    /// The configured namers and the system namer.
+    #[serde(rename = "default")]
+    Default(DefaultInterpreter),
+    /// namerd over ThriftMux: not implemented yet.
+    #[serde(rename = "io.l5d.namerd")]
+    Namerd(serde::de::IgnoredAny),
+    /// namerd over HTTP: not implemented yet.
+    #[serde(rename = "io.l5d.namerd.http")]
+    NamerdHttp(serde::de::IgnoredAny),
+    /// namerd over gRPC: not implemented yet.
+    #[serde(rename = "io.l5d.mesh")]
+    Mesh(serde::de::IgnoredAny),
+    /// A dtab file: not implemented yet.
+    #[serde(rename = "io.l5d.fs")]
+    Fs(serde::de::IgnoredAny),
+    /// A dtab in a ConfigMap: not implemented yet.
+    #[serde(rename = "io.l5d.k8s.configMap")]
+    K8sConfigMap(serde::de::IgnoredAny),
+    /// A dtab in Consul: not implemented yet.
+    #[serde(rename = "io.l5d.consul.interpreter")]
+    Consul(serde::de::IgnoredAny),
+}
+
+/// The default interpreter's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultInterpreter {
+    /// Applied to every bound tree, in order.
+    #[serde(default)]
+    pub transformers: Vec<super::namer::Transformer>,
+}

@@ -1,0 +1,150 @@
+//! Reading Linkerd 1.x configuration files: the tutorials' real files, strictness about
+//! unknown keys, and naming every kind and key Plexus cannot run yet.
+
+use std::path::PathBuf;
+
+use plexus::config::{Config, Namer, Router};
+
+fn examples() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/linkerd-examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".l5d-config.config.yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_tutorial_config_is_read_and_whatever_cannot_run_is_named() {
+    let files = examples();
+    assert_eq!(files.len(), 14, "the tutorial configs: {files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        let config = Config::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for problem in config.validate() {
+            assert!(
+                problem.ends_with("is not supported yet"),
+                "{}: {problem}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_daemonset_tutorial_config_names_what_is_missing() {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/linkerd-examples/linkerd.l5d-config.config.yaml");
+    let config = Config::parse(&std::fs::read_to_string(file).expect("read")).expect("parses");
+    assert_eq!(
+        config.validate(),
+        vec![
+            "namers[0]: namer kind io.l5d.k8s is not supported yet",
+            "routers[0] (outgoing).interpreter.transformers[0]: transformer kind io.l5d.k8s.daemonset is not supported yet",
+            "routers[0] (outgoing).service: key responseClassifier is not supported yet",
+            "routers[1] (incoming).interpreter.transformers[0]: transformer kind io.l5d.k8s.localnode is not supported yet",
+            "telemetry[1]: telemeter kind io.l5d.recentRequests is not supported yet",
+        ]
+    );
+    let Router::Http(outgoing) = &config.routers[0] else {
+        panic!("http router")
+    };
+    assert_eq!(outgoing.label.as_deref(), Some("outgoing"));
+    assert_eq!(outgoing.servers[0].port, Some(4140));
+}
+
+const FS_CONFIG: &str = "\
+admin:
+  port: 9990
+namers:
+- kind: io.l5d.fs
+  rootDir: disco
+routers:
+- protocol: http
+  label: outgoing
+  dtab: |
+    /svc => /#/io.l5d.fs ;   # every service is a file
+  identifier:
+  - kind: io.l5d.header.token
+  - kind: io.l5d.path
+    segments: 2
+  servers:
+  - port: 4140
+    ip: 0.0.0.0
+    clearContext: true
+telemetry:
+- kind: io.l5d.prometheus
+usage:
+  orgId: plexus-tests
+";
+
+#[test]
+fn a_file_namer_config_is_valid() {
+    let config = Config::parse(FS_CONFIG).expect("parses");
+    assert_eq!(config.validate(), Vec::<String>::new());
+    let Namer::Fs(fs) = &config.namers[0] else {
+        panic!("fs namer")
+    };
+    assert_eq!(fs.root_dir, PathBuf::from("disco"));
+    let Router::Http(r) = &config.routers[0] else {
+        panic!("http router")
+    };
+    assert_eq!(r.dtab.show(), "/svc=>/#/io.l5d.fs");
+    assert_eq!(r.identifier.as_ref().map(|i| i.as_slice().len()), Some(2));
+    assert_eq!(r.servers[0].clear_context, Some(true));
+}
+
+#[test]
+fn json_files_are_read_too() {
+    let json = r#"{"routers": [{"protocol": "http", "dtab": "/svc=>/$/inet/127.0.0.1/8080", "servers": [{"port": 4140}]}]}"#;
+    assert_eq!(
+        Config::parse(json).expect("parses").validate(),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_with_line_and_column() {
+    let bad = FS_CONFIG.replace("rootDir", "rootDirectory");
+    let err = Config::parse(&bad).expect_err("unknown key").to_string();
+    assert!(
+        err.contains("unknown field `rootDirectory`, expected one of rootDir"),
+        "{err}"
+    );
+    assert!(err.contains("line 4 column 3"), "{err}");
+
+    let bad = FS_CONFIG.replace("kind: io.l5d.fs", "kind: io.l5d.fss");
+    let err = Config::parse(&bad).expect_err("unknown kind").to_string();
+    assert!(err.contains("unknown variant `io.l5d.fss`"), "{err}");
+
+    let bad = FS_CONFIG.replace("/svc => /#/io.l5d.fs ;", "/svc -> /#/io.l5d.fs ;");
+    let err = Config::parse(&bad).expect_err("bad dtab").to_string();
+    assert!(
+        err.contains("invalid dtab: '=' expected but '-' found at '/svc [-]> /#/io.l5d.fs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rule_violations_are_reported_together() {
+    let config = Config::parse(
+        "routers:\n- protocol: http\n  servers: [{port: 1}]\n- protocol: http\n  servers: [{port: 1}]\n\
+         - protocol: http\n  label: x\n  servers: []\n  client:\n    kind: io.l5d.static\n",
+    )
+    .expect("parses");
+    assert_eq!(
+        config.validate(),
+        vec![
+            "routers[1] (http): label http is used by another router; labels must be unique",
+            "routers[1] (http).servers[0]: 127.0.0.1:1 is already used by another server",
+            "routers[2] (x): servers: at least one server is required",
+            "routers[2] (x).client: kind io.l5d.static needs configs",
+        ]
+    );
+    assert_eq!(
+        Config::parse("routers: []\n").expect("parses").validate(),
+        vec!["routers: at least one router is required"]
+    );
+}
