@@ -282,7 +282,11 @@ fn bound_text(tree: &NameTree<Bound>) -> String {
         };
         let addrs = match &b.addr {
             Addr::Bound(a) if a.is_empty() => "no endpoints".to_string(),
-            Addr::Bound(_) => addr_strings(&b.addr).join(", "),
+            Addr::Bound(a) => a
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             other => addr_state(other),
         };
         let residual = if b.residual.is_empty() {

@@ -8,7 +8,7 @@ mod catalog;
 mod check;
 mod dtab;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -75,8 +75,15 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(output) => {
-            println!("{output}");
-            ExitCode::SUCCESS
+            // A closed pipe (`plexus ... | head`) is not an error worth a panic.
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{output}").and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("plexus: cannot write output: {e}");
+                    ExitCode::from(1)
+                }
+                _ => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             eprintln!("plexus: {e}");
