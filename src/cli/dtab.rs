@@ -280,15 +280,7 @@ fn bound_text(tree: &NameTree<Bound>) -> String {
         let Some(b) = tree.leaves().into_iter().find(|b| b.id == *id) else {
             continue;
         };
-        let addrs = match &b.addr {
-            Addr::Bound(a) if a.is_empty() => "no endpoints".to_string(),
-            Addr::Bound(a) => a
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            other => addr_state(other),
-        };
+        let addrs = &b.addr;
         let residual = if b.residual.is_empty() {
             String::new()
         } else {

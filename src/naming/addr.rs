@@ -64,6 +64,27 @@ pub enum Addr {
     Failed(String),
 }
 
+/// `pending`, `neg`, `failed: <why>`, `no endpoints`, or the endpoints separated by commas.
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Pending => f.write_str("pending"),
+            Addr::Neg => f.write_str("neg"),
+            Addr::Failed(m) => write!(f, "failed: {m}"),
+            Addr::Bound(a) if a.is_empty() => f.write_str("no endpoints"),
+            Addr::Bound(a) => {
+                for (i, address) in a.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{address}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A name that a namer has bound: the client id, the unused rest of the path, and the
 /// current address snapshot. Bound names are equal when their ids are.
 #[derive(Clone, Debug)]

@@ -434,18 +434,7 @@ fn describe_bound(b: &Bound) -> String {
     } else {
         format!(" (residual {})", b.residual)
     };
-    let addr = match &b.addr {
-        Addr::Pending => "pending".to_string(),
-        Addr::Neg => "neg".to_string(),
-        Addr::Failed(m) => format!("failed: {m}"),
-        Addr::Bound(a) if a.is_empty() => "no endpoints".to_string(),
-        Addr::Bound(a) => a
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
-    format!("bound {}{residual}: {addr}", b.id)
+    format!("bound {}{residual}: {}", b.id, b.addr)
 }
 
 /// The JSON of an address snapshot: `{"type": "bound", "addrs": [...], "meta": {}}` etc.
