@@ -296,8 +296,16 @@ impl<'a> Reader<'a> {
             // Finagle reports this one after consuming the dot.
             return Err(self.illegal_found("weight", Some('.')));
         }
-        // ASCII digits with at most one dot always parse; huge values become infinity.
-        text.parse::<f64>().map_err(|_| self.illegal("weight"))
+        // ASCII digits with at most one dot always parse, but enough digits overflow to
+        // infinity. Finagle accepts that and then prints `Infinity`, which no parser reads
+        // back (a forwarded l5d-ctx-dtab would be refused by the next hop): refuse it here.
+        match text.parse::<f64>() {
+            Ok(w) if w.is_finite() => Ok(w),
+            _ => {
+                self.pos = start;
+                Err(self.illegal("finite weight"))
+            }
+        }
     }
 
     fn tree(&mut self) -> Result<NameTree<Path>> {
@@ -540,5 +548,13 @@ mod tests {
         assert!(read_tree("-1*/a").is_err());
         assert!(read_tree("0.5*0.5*/a").is_err());
         assert!(read_tree("\u{663}*/a").is_err());
+        // Weights that overflow a double are refused: `Infinity` could never be read back.
+        let huge = format!("/a & {}*/b", "9".repeat(400));
+        let e = err(read_tree(&huge));
+        assert_eq!(e.offset(), 5);
+        assert!(
+            e.to_string()
+                .starts_with("finite weight expected but '9' found at '/a & [9]99")
+        );
     }
 }
