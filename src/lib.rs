@@ -5,4 +5,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod naming;
+pub mod telemetry;

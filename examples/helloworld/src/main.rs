@@ -1,0 +1,3 @@
+//! The helloworld demo service (placeholder while it lands).
+
+fn main() {}

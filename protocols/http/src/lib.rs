@@ -1,0 +1,1 @@
+//! HTTP as Plexus routers speak it (placeholder while the crate lands).

@@ -1,0 +1,1 @@
+//! Telemetry: metrics in Linkerd's tree, Prometheus exposition (placeholder while it lands).
