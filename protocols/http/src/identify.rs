@@ -1,0 +1,317 @@
+//! Identifiers: how an HTTP request becomes a logical name.
+//!
+//! An identifier reads the request (after absolute-form normalisation) and returns the
+//! name's segments, which the router prefixes with its `dstPrefix` (default `/svc`).
+//! Requests that cannot be named are answered 400 by the router. The kinds and their
+//! rules are Linkerd 1.x's.
+
+use http::request::Parts;
+use http::{Uri, Version};
+
+/// A configured identifier.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Identifier {
+    /// `io.l5d.header.token`: one header's value as one segment (default header `Host`).
+    HeaderToken {
+        /// The header to read.
+        header: String,
+    },
+    /// `io.l5d.methodAndHost`: `/1.1/<METHOD>/<host>[/<uri segments>]` (HTTP/1.0:
+    /// `/1.0/<METHOD>[/<uri segments>]`).
+    MethodAndHost {
+        /// Append the URI path's segments.
+        http_uri_in_dst: bool,
+    },
+    /// `io.l5d.path`: the first `segments` segments of the URI path.
+    Path {
+        /// How many segments name the service.
+        segments: usize,
+        /// Remove them from the URI that is forwarded.
+        consume: bool,
+    },
+    /// `io.l5d.header`: a header whose value is a whole path (default `l5d-name`).
+    Header {
+        /// The header to read.
+        header: String,
+    },
+    /// `io.l5d.static`: the same name for every request.
+    Static {
+        /// The path, as written in the configuration.
+        path: String,
+    },
+}
+
+/// The name an identifier produced, before the router's `dstPrefix` is prepended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NameSpec {
+    /// Path segments, each one element.
+    Segments(Vec<String>),
+    /// Path text still to be parsed (from `io.l5d.header` or `io.l5d.static`).
+    PathText(String),
+}
+
+/// What identification produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identified {
+    /// The name.
+    pub name: NameSpec,
+    /// A new request URI, when the identifier consumes part of it.
+    pub uri: Option<Uri>,
+}
+
+/// Why a request cannot be named (answered 400).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifyError {
+    /// The header the identifier reads is missing or empty.
+    #[error("{0} header is absent")]
+    MissingHeader(String),
+    /// A header value is not text.
+    #[error("{0} header is not valid text")]
+    BadHeader(String),
+    /// The URI path has fewer segments than the identifier needs.
+    #[error("Unable to identify request: {wanted} path segments expected in {path}")]
+    TooFewSegments {
+        /// Segments needed.
+        wanted: usize,
+        /// The request path.
+        path: String,
+    },
+    /// None of the router's identifiers could name the request.
+    #[error("Unable to identify request")]
+    Unidentified,
+}
+
+fn path_segments(uri: &Uri) -> Vec<&str> {
+    uri.path().split('/').filter(|s| !s.is_empty()).collect()
+}
+
+fn header_text<'a>(parts: &'a Parts, header: &str) -> Result<&'a str, IdentifyError> {
+    let value = parts
+        .headers
+        .get(header)
+        .ok_or_else(|| IdentifyError::MissingHeader(header.to_string()))?;
+    let text = value
+        .to_str()
+        .map_err(|_| IdentifyError::BadHeader(header.to_string()))?
+        .trim();
+    if text.is_empty() {
+        return Err(IdentifyError::MissingHeader(header.to_string()));
+    }
+    Ok(text)
+}
+
+impl Identifier {
+    /// `io.l5d.header.token` on `Host`, the default.
+    pub fn default_http() -> Self {
+        Identifier::HeaderToken {
+            header: "host".into(),
+        }
+    }
+
+    /// Names the request, or says why it cannot.
+    pub fn identify(&self, parts: &Parts) -> Result<Identified, IdentifyError> {
+        let plain = |name| Ok(Identified { name, uri: None });
+        match self {
+            Identifier::HeaderToken { header } => plain(NameSpec::Segments(vec![
+                header_text(parts, header)?.to_string(),
+            ])),
+            Identifier::MethodAndHost { http_uri_in_dst } => {
+                let mut segs = Vec::new();
+                if parts.version == Version::HTTP_10 {
+                    segs.push("1.0".to_string());
+                    segs.push(parts.method.as_str().to_string());
+                } else {
+                    let host = header_text(parts, "host")?;
+                    segs.push("1.1".to_string());
+                    segs.push(parts.method.as_str().to_string());
+                    segs.push(host.to_ascii_lowercase());
+                }
+                if *http_uri_in_dst {
+                    segs.extend(path_segments(&parts.uri).into_iter().map(str::to_string));
+                }
+                plain(NameSpec::Segments(segs))
+            }
+            Identifier::Path { segments, consume } => {
+                let all = path_segments(&parts.uri);
+                if all.len() < *segments {
+                    return Err(IdentifyError::TooFewSegments {
+                        wanted: *segments,
+                        path: parts.uri.path().to_string(),
+                    });
+                }
+                let name =
+                    NameSpec::Segments(all[..*segments].iter().map(|s| s.to_string()).collect());
+                let uri = if *consume {
+                    Some(consumed_uri(&parts.uri, &all[*segments..]))
+                } else {
+                    None
+                };
+                Ok(Identified { name, uri })
+            }
+            Identifier::Header { header } => {
+                plain(NameSpec::PathText(header_text(parts, header)?.to_string()))
+            }
+            Identifier::Static { path } => plain(NameSpec::PathText(path.clone())),
+        }
+    }
+}
+
+/// The URI without the consumed leading segments (query kept; a trailing slash kept).
+fn consumed_uri(uri: &Uri, rest: &[&str]) -> Uri {
+    let mut path = String::from("/");
+    path.push_str(&rest.join("/"));
+    if uri.path().ends_with('/') && !rest.is_empty() {
+        path.push('/');
+    }
+    if let Some(q) = uri.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    path.parse().unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+/// Runs identifiers in order; the first that names the request wins. With none that
+/// can, the first one's error is returned (it is the most specific for a one-identifier
+/// router, the usual case).
+pub fn identify_first(
+    identifiers: &[Identifier],
+    parts: &Parts,
+) -> Result<Identified, IdentifyError> {
+    let mut first_error = None;
+    for id in identifiers {
+        match id.identify(parts) {
+            Ok(found) => return Ok(found),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or(IdentifyError::Unidentified))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn parts(req: Request<()>) -> Parts {
+        req.into_parts().0
+    }
+
+    fn segs(v: &[&str]) -> NameSpec {
+        NameSpec::Segments(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn header_token_uses_host_with_its_port() {
+        let p = parts(
+            Request::get("/x")
+                .header("host", "world:7778")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(
+            Identifier::default_http().identify(&p).unwrap().name,
+            segs(&["world:7778"])
+        );
+        let p = parts(Request::get("/x").body(()).unwrap());
+        assert_eq!(
+            Identifier::default_http().identify(&p),
+            Err(IdentifyError::MissingHeader("host".into()))
+        );
+        let p = parts(Request::get("/x").header("host", "").body(()).unwrap());
+        assert!(Identifier::default_http().identify(&p).is_err());
+    }
+
+    #[test]
+    fn method_and_host() {
+        let id = Identifier::MethodAndHost {
+            http_uri_in_dst: true,
+        };
+        let p = parts(
+            Request::post("/a/b")
+                .header("host", "Web.Example")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(
+            id.identify(&p).unwrap().name,
+            segs(&["1.1", "POST", "web.example", "a", "b"])
+        );
+        let p = parts(
+            Request::get("/a")
+                .version(Version::HTTP_10)
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(id.identify(&p).unwrap().name, segs(&["1.0", "GET", "a"]));
+    }
+
+    #[test]
+    fn path_identifier_can_consume_segments() {
+        let id = Identifier::Path {
+            segments: 2,
+            consume: true,
+        };
+        let p = parts(Request::get("/users/v1/42/?q=1").body(()).unwrap());
+        let found = id.identify(&p).unwrap();
+        assert_eq!(found.name, segs(&["users", "v1"]));
+        assert_eq!(found.uri.unwrap(), "/42/?q=1");
+        let p = parts(Request::get("/users").body(()).unwrap());
+        assert!(matches!(
+            id.identify(&p),
+            Err(IdentifyError::TooFewSegments { wanted: 2, .. })
+        ));
+        let keep = Identifier::Path {
+            segments: 1,
+            consume: false,
+        };
+        assert_eq!(
+            keep.identify(&parts(Request::get("/a/b").body(()).unwrap()))
+                .unwrap()
+                .uri,
+            None
+        );
+    }
+
+    #[test]
+    fn header_and_static_give_path_text() {
+        let id = Identifier::Header {
+            header: "l5d-name".into(),
+        };
+        let p = parts(
+            Request::get("/")
+                .header("l5d-name", "/foo/bar")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(
+            id.identify(&p).unwrap().name,
+            NameSpec::PathText("/foo/bar".into())
+        );
+        let id = Identifier::Static {
+            path: "/web".into(),
+        };
+        assert_eq!(
+            id.identify(&p).unwrap().name,
+            NameSpec::PathText("/web".into())
+        );
+    }
+
+    #[test]
+    fn the_first_identifier_that_names_the_request_wins() {
+        let ids = [
+            Identifier::Header {
+                header: "l5d-name".into(),
+            },
+            Identifier::default_http(),
+        ];
+        let p = parts(Request::get("/").header("host", "web").body(()).unwrap());
+        assert_eq!(identify_first(&ids, &p).unwrap().name, segs(&["web"]));
+        let p = parts(Request::get("/").body(()).unwrap());
+        assert_eq!(
+            identify_first(&ids, &p),
+            Err(IdentifyError::MissingHeader("l5d-name".into()))
+        );
+    }
+}
