@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests use. None are needed by the naming core yet; end-to-end
-# suites add theirs here (curl, nginx, promtool, chromium, ...), installed only if missing.
-packages=()
+# System packages the tests use, installed only if missing: curl drives the
+# end-to-end tests as a user would; promtool (package prometheus) checks the
+# Prometheus exposition, and is required rather than skipped here.
+packages=(curl prometheus)
+export PLEXUS_REQUIRE_PROMTOOL=1
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
