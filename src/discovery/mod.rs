@@ -5,6 +5,8 @@
 //! published change bumps the shared [`Epoch`], so cached bindings know to re-bind once
 //! instead of re-binding on every request.
 
+pub mod fs;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
