@@ -7,6 +7,7 @@
 mod catalog;
 mod check;
 mod dtab;
+mod run;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -47,6 +48,11 @@ enum Command {
         /// The configuration file (`-` reads standard input).
         config: std::path::PathBuf,
     },
+    /// Run the routers of a Linkerd 1.x configuration file.
+    Run {
+        /// The configuration file (`-` reads standard input).
+        config: std::path::PathBuf,
+    },
     /// Parse and show a Finagle path.
     Path {
         #[command(subcommand)]
@@ -69,6 +75,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config } => check::run(config),
+        Command::Run { config } => run::run(config),
         Command::Path { command } => dtab::run_path(command),
         Command::Dtab { command } => dtab::run_dtab(command),
         Command::Nametree { command } => dtab::run_nametree(command),

@@ -222,13 +222,9 @@ impl Validation {
     }
 
     fn transformers(&mut self, at: &str, ts: &[Transformer]) {
+        // The model reads every transformer kind; none is applied by the router yet.
         for (i, t) in ts.iter().enumerate() {
-            if matches!(
-                t,
-                Transformer::K8sDaemonset(_) | Transformer::K8sLocalnode(_)
-            ) {
-                self.kind(&format!("{at}.transformers[{i}]"), "transformer", t.kind());
-            }
+            self.kind(&format!("{at}.transformers[{i}]"), "transformer", t.kind());
         }
     }
 
@@ -257,6 +253,9 @@ impl Validation {
                     ("serverSession", s.server_session.is_some()),
                     ("announce", s.announce.is_some()),
                     ("addForwardedHeader", s.add_forwarded_header.is_some()),
+                    ("timestampHeader", s.timestamp_header.is_some()),
+                    ("maxConcurrentRequests", s.max_concurrent_requests.is_some()),
+                    ("timeoutMs", s.timeout_ms.is_some()),
                 ],
             );
         }
@@ -279,6 +278,11 @@ impl Validation {
                 ("tracePropagator", r.trace_propagator.is_some()),
             ],
         );
+        if r.streaming_enabled == Some(false) {
+            self.problem(format!(
+                "{at}: streamingEnabled: false is not supported; Plexus always streams bodies"
+            ));
+        }
         for id in r.identifier.iter().flat_map(OneOrMany::as_slice) {
             if matches!(id, Identifier::Ingress(_) | Identifier::HeaderPath(_)) {
                 self.kind(&format!("{at}.identifier"), "identifier", id.kind());

@@ -1,0 +1,112 @@
+//! Phase 4, bind: the name tree a (dtab, name) pair binds to, cached per worker.
+//!
+//! Binding is a pure function of the dtab, the name and the namers' snapshots, so each
+//! worker keeps its own cache (no lock on the hot path) and re-binds an entry only when
+//! the discovery [`Epoch`](crate::discovery::Epoch) has moved since it was computed:
+//! once per discovery change, never per request. Entries idle for the router's idle TTL
+//! are dropped.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::Router;
+use super::error::{ErrorKind, ProxyError};
+use crate::naming::{Activity, Bound, Dtab, NameTree, Path};
+
+type Bound_ = Result<Rc<NameTree<Bound>>, ProxyError>;
+
+struct Entry {
+    epoch: u64,
+    result: Bound_,
+    last_used: Instant,
+}
+
+/// One worker's bindings for one router, keyed by (local dtab, name).
+#[derive(Default)]
+pub struct BindingCache {
+    entries: HashMap<(String, Path), Entry>,
+    last_sweep: Option<Instant>,
+}
+
+/// The 502 message Linkerd gives when nothing can take the request.
+pub fn no_hosts(name: &Path, base: &Dtab, local: &Dtab) -> ProxyError {
+    ProxyError::new(
+        ErrorKind::NoHosts,
+        format!(
+            "No hosts are available for {name}, Dtab.base=[{base}], Dtab.local=[{local}]. Remote Info: Not Available"
+        ),
+    )
+}
+
+impl BindingCache {
+    /// The bound tree for `name` under `base ++ local`.
+    pub fn bind(&mut self, router: &Router, local: &Dtab, name: &Path, now: Instant) -> Bound_ {
+        self.sweep(router.idle_ttl, now);
+        let epoch = router.epoch.current();
+        let key = (
+            if local.is_empty() {
+                String::new()
+            } else {
+                local.show()
+            },
+            name.clone(),
+        );
+        if let Some(entry) = self.entries.get_mut(&key)
+            && entry.epoch == epoch
+        {
+            entry.last_used = now;
+            return entry.result.clone();
+        }
+        let dtab = router.base_dtab.concat(local);
+        let result = match router.namers.bind(&dtab, name) {
+            Activity::Ok(NameTree::Neg | NameTree::Fail | NameTree::Empty) => {
+                Err(no_hosts(name, &router.base_dtab, local))
+            }
+            Activity::Ok(tree) => {
+                router.clients.record(&tree);
+                Ok(Rc::new(tree))
+            }
+            Activity::Pending => Err(ProxyError::new(
+                ErrorKind::Pending,
+                format!("{name} is not bound yet: discovery is pending"),
+            )),
+            Activity::Failed(e) => Err(ProxyError::new(
+                ErrorKind::Binding,
+                format!("binding {name} failed: {e}"),
+            )),
+        };
+        self.entries.insert(
+            key,
+            Entry {
+                epoch,
+                result: result.clone(),
+                last_used: now,
+            },
+        );
+        result
+    }
+
+    /// How many bindings are cached.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Drops entries idle for longer than `ttl`, at most once per tenth of it.
+    fn sweep(&mut self, ttl: Duration, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < ttl / 10)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.entries
+            .retain(|_, e| now.duration_since(e.last_used) <= ttl);
+    }
+}

@@ -1,0 +1,62 @@
+//! Phase 5, choose: one bound leaf of the tree (unions split traffic by weight), then
+//! one endpoint of that leaf (weighted random for now; the load-aware balancers replace
+//! this).
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+
+use super::error::ProxyError;
+use crate::naming::{Addr, Bound, NameTree, choose};
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+/// A different seed per thread and process (std's hasher keys are random).
+fn seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()) | 1
+}
+
+/// A uniform number in `[0, 1)` from a per-thread xorshift64* generator.
+pub fn uniform() -> f64 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// The leaf a request goes to.
+pub fn leaf(
+    tree: &NameTree<Bound>,
+    no_hosts: impl Fn() -> ProxyError,
+) -> Result<&Bound, ProxyError> {
+    choose(tree, &mut uniform).ok_or_else(no_hosts)
+}
+
+/// An endpoint of the leaf, weighted by the namer's weights.
+pub fn endpoint(bound: &Bound, none: impl Fn() -> ProxyError) -> Result<SocketAddr, ProxyError> {
+    let Addr::Bound(addrs) = &bound.addr else {
+        return Err(none());
+    };
+    let total: f64 = addrs.iter().map(|a| a.weight.max(0.0)).sum();
+    if addrs.is_empty() {
+        return Err(none());
+    }
+    if !(total > 0.0 && total.is_finite()) {
+        let i = ((uniform() * addrs.len() as f64) as usize).min(addrs.len() - 1);
+        return Ok(addrs[i].addr);
+    }
+    let mut target = uniform() * total;
+    for a in addrs {
+        target -= a.weight.max(0.0);
+        if target < 0.0 {
+            return Ok(a.addr);
+        }
+    }
+    Ok(addrs[addrs.len() - 1].addr)
+}

@@ -1,0 +1,203 @@
+//! Phase 7, the client: HTTP/1.1 connections to endpoints, kept alive and reused.
+//!
+//! Each worker thread has its own pool per endpoint (no lock, no cross-thread hop), like
+//! the worker model of nginx and Envoy. A connection returns to the pool only when the
+//! response body has been read to the end; a request that a stale pooled connection
+//! could not send is retried once on a fresh connection, since it certainly never left.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::error::{ErrorKind, ProxyError};
+
+/// Errors carried by proxied bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A body as it travels through the proxy (single-threaded: bodies stay on their worker).
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Idle connections kept per endpoint and worker.
+const MAX_IDLE_PER_ENDPOINT: usize = 64;
+
+type Sender = SendRequest<ProxyBody>;
+
+thread_local! {
+    static POOL: RefCell<HashMap<SocketAddr, Vec<Sender>>> = RefCell::new(HashMap::new());
+}
+
+fn checkout(addr: SocketAddr) -> Option<Sender> {
+    POOL.with(|p| {
+        let mut pool = p.borrow_mut();
+        let idle = pool.get_mut(&addr)?;
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    })
+}
+
+fn checkin(addr: SocketAddr, sender: Sender) {
+    // Not necessarily ready yet: the connection task may still be finishing the
+    // response it just delivered. `send` waits for readiness when it checks it out.
+    if sender.is_closed() {
+        return;
+    }
+    POOL.with(|p| {
+        let mut pool = p.borrow_mut();
+        let idle = pool.entry(addr).or_default();
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push(sender);
+        }
+    });
+}
+
+/// Idle connections this worker holds to `addr` (for state pages and tests).
+pub fn idle_connections(addr: SocketAddr) -> usize {
+    POOL.with(|p| p.borrow().get(&addr).map_or(0, Vec::len))
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ProxyError> {
+    let failed = |why: String| {
+        ProxyError::new(
+            ErrorKind::Connect,
+            format!("Unable to connect to {addr}: {why}"),
+        )
+    };
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(failed(e.to_string())),
+        Err(_) => return Err(failed(format!("timed out after {timeout:?}"))),
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake::<_, ProxyBody>(TokioIo::new(stream))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(endpoint = %addr, error = %e, "endpoint connection closed with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Sends `req` to `addr` on a pooled or new connection. The response body returns the
+/// connection to the pool when it has been read to the end.
+pub async fn send(
+    addr: SocketAddr,
+    req: Request<ProxyBody>,
+    connect_timeout: Duration,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let mut req = req;
+    while let Some(mut sender) = checkout(addr) {
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(rsp) => return Ok(pooled(addr, sender, rsp)),
+            Err(mut e) => match e.take_message() {
+                // Never sent (the endpoint closed the idle connection): use a new one.
+                Some(unsent) => req = unsent,
+                None => return Err(upstream(addr, e.into_error())),
+            },
+        }
+    }
+    let mut sender = connect(addr, connect_timeout).await?;
+    match sender.send_request(req).await {
+        Ok(rsp) => Ok(pooled(addr, sender, rsp)),
+        Err(e) => Err(upstream(addr, e)),
+    }
+}
+
+fn upstream(addr: SocketAddr, e: hyper::Error) -> ProxyError {
+    let kind = if e.is_canceled() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Upstream
+    };
+    ProxyError::new(kind, format!("{addr}: {e}"))
+}
+
+fn pooled(addr: SocketAddr, sender: Sender, rsp: Response<Incoming>) -> Response<ProxyBody> {
+    let upgrade = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    rsp.map(|body| {
+        let mut body = PooledBody {
+            inner: body,
+            release: Some((addr, sender)),
+        };
+        if upgrade {
+            // The connection now belongs to the upgraded stream.
+            body.release = None;
+        } else if body.inner.is_end_stream() {
+            body.release();
+        }
+        body.boxed_unsync()
+    })
+}
+
+/// A response body that hands its connection back to the pool when fully read.
+struct PooledBody {
+    inner: Incoming,
+    release: Option<(SocketAddr, Sender)>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some((addr, sender)) = self.release.take() {
+            checkin(addr, sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            Poll::Ready(None) => {
+                self.release();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if self.inner.is_end_stream() {
+                    self.release();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // A broken body means a broken connection: never reuse it.
+                self.release = None;
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,314 @@
+//! The HTTP/1.1 pipeline: every phase, in order, for one request.
+//!
+//! accept (done by the server) → clear context at edges → read the per-request dtab →
+//! check the call depth → identify → bind → choose → forward through the client →
+//! respond. Failures at any step are answered by [`ProxyError::response`]; nothing here
+//! panics on input from the network.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use plexus_http::headers as h;
+
+use super::binding::{BindingCache, no_hosts};
+use super::client::{self, BoxError, ProxyBody};
+use super::error::{ErrorKind, ProxyError};
+use super::stats::{Scope, ScopeStats};
+use super::{Router, ServerSpec, choose, identify};
+use crate::naming::{self, Bound, Dtab, NameTree, Path};
+
+/// A router as one worker thread sees it: the shared configuration plus this worker's
+/// binding cache and metric handles.
+pub struct Worker {
+    /// The router.
+    pub router: Arc<Router>,
+    bindings: RefCell<BindingCache>,
+    servers: RefCell<HashMap<SocketAddr, Rc<ScopeStats>>>,
+    services: RefCell<HashMap<Path, Rc<ScopeStats>>>,
+    clients: RefCell<HashMap<Path, Rc<ScopeStats>>>,
+}
+
+impl Worker {
+    fn new(router: Arc<Router>) -> Self {
+        Worker {
+            router,
+            bindings: RefCell::default(),
+            servers: RefCell::default(),
+            services: RefCell::default(),
+            clients: RefCell::default(),
+        }
+    }
+
+    /// The stats of a server of this router (`rt/<label>/server/<ip>/<port>`).
+    pub fn server_stats(&self, addr: SocketAddr) -> Rc<ScopeStats> {
+        let id = format!("{}/{}", addr.ip(), addr.port());
+        self.servers
+            .borrow_mut()
+            .entry(addr)
+            .or_insert_with(|| Rc::new(ScopeStats::new(&self.router.label, Scope::Server, &id)))
+            .clone()
+    }
+
+    fn scoped(
+        &self,
+        map: &RefCell<HashMap<Path, Rc<ScopeStats>>>,
+        scope: Scope,
+        name: &Path,
+    ) -> Rc<ScopeStats> {
+        if let Some(s) = map.borrow().get(name) {
+            return s.clone();
+        }
+        let stats = Rc::new(ScopeStats::new(&self.router.label, scope, &name.show()));
+        map.borrow_mut().insert(name.clone(), stats.clone());
+        stats
+    }
+}
+
+thread_local! {
+    static WORKERS: RefCell<HashMap<String, Rc<Worker>>> = RefCell::new(HashMap::new());
+}
+
+/// This thread's worker for `router` (created on first use).
+pub fn worker_for(router: &Arc<Router>) -> Rc<Worker> {
+    WORKERS.with(|w| {
+        w.borrow_mut()
+            .entry(router.label.clone())
+            .or_insert_with(|| Rc::new(Worker::new(router.clone())))
+            .clone()
+    })
+}
+
+fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes)
+        .map_err(|never| -> BoxError { match never {} })
+        .boxed_unsync()
+}
+
+/// The response for a failure, with `l5d-err`.
+fn error_response(router: &Router, e: &ProxyError) -> Response<ProxyBody> {
+    let (parts, body) = e.response().into_parts(
+        router.limits.max_header_bytes,
+        router.limits.max_err_body_bytes,
+    );
+    Response::from_parts(parts, full(body))
+}
+
+/// Serves one request received by `server`.
+pub async fn handle(
+    worker: Rc<Worker>,
+    server: Rc<ServerSpec>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let router = &worker.router;
+    let stats = worker.server_stats(server.addr);
+    let started = stats.start();
+    let (mut rsp, failure) = match route(&worker, &server, req).await {
+        Ok(rsp) => (rsp, None),
+        Err(e) => {
+            tracing::debug!(router = %router.label, error = %e, "request failed");
+            (error_response(router, &e), Some(e.metric_label()))
+        }
+    };
+    stats.finish(started, Some(rsp.status().as_u16()), failure);
+    if server.clear_context {
+        // Edges never leak routing details: drop l5d-* headers, and Plexus's error text.
+        let had_error = rsp.headers().contains_key(h::L5D_ERR);
+        h::strip_l5d(rsp.headers_mut());
+        if had_error {
+            rsp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            *rsp.body_mut() = full(Bytes::new());
+        }
+    }
+    rsp
+}
+
+/// Reads and removes the dtab headers: `l5d-ctx-dtab` values then `l5d-dtab` values.
+fn take_local_dtab(headers: &mut http::HeaderMap) -> Result<Dtab, ProxyError> {
+    let local = naming::local_dtab(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+        .map_err(|e| ProxyError::new(ErrorKind::BadRequest, e.to_string()))?;
+    headers.remove(h::L5D_CTX_DTAB);
+    headers.remove(h::L5D_DTAB);
+    Ok(local)
+}
+
+async fn route(
+    worker: &Worker,
+    server: &ServerSpec,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let router = &worker.router;
+    let (mut parts, body) = req.into_parts();
+
+    if server.clear_context {
+        h::strip_l5d(&mut parts.headers);
+    }
+    let local = take_local_dtab(&mut parts.headers)?;
+    let depth = h::via_depth(&parts.headers);
+    if depth > server.max_call_depth {
+        return Err(ProxyError::new(
+            ErrorKind::CallDepth,
+            format!(
+                "Maximum number of hops exceeded: {depth} > {}",
+                server.max_call_depth
+            ),
+        ));
+    }
+
+    // Identify on the request as the app sent it to its destination.
+    let mut head = Request::from_parts(parts, ());
+    h::normalize_absolute_form(&mut head);
+    let (mut parts, ()) = head.into_parts();
+    let (dst, new_uri) = identify::identify(router, &parts)?;
+    if let Some(uri) = new_uri {
+        parts.uri = uri;
+    }
+
+    let service = worker.scoped(&worker.services, Scope::Service, &dst);
+    let started = service.start();
+    let result = dispatch(worker, &dst, &local, parts, body).await;
+    service_finish(&service, started, &result);
+    result
+}
+
+fn service_finish(
+    stats: &ScopeStats,
+    started: Instant,
+    result: &Result<Response<ProxyBody>, ProxyError>,
+) {
+    match result {
+        Ok(rsp) => stats.finish(started, Some(rsp.status().as_u16()), None),
+        Err(e) => stats.finish(started, None, Some(e.metric_label())),
+    }
+}
+
+/// Binds the name, waiting (within the binding timeout) while discovery is pending.
+async fn bind(
+    worker: &Worker,
+    local: &Dtab,
+    dst: &Path,
+) -> Result<Rc<NameTree<Bound>>, ProxyError> {
+    let router = &worker.router;
+    let deadline = Instant::now() + router.binding_timeout;
+    loop {
+        let result = worker
+            .bindings
+            .borrow_mut()
+            .bind(router, local, dst, Instant::now());
+        match result {
+            Err(e) if e.kind == ErrorKind::Pending => {
+                if Instant::now() >= deadline {
+                    return Err(ProxyError::new(
+                        ErrorKind::Timeout,
+                        format!("binding {dst} timed out: {e}"),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Phases 4 to 8 for an identified request: bind, choose, forward, respond.
+async fn dispatch(
+    worker: &Worker,
+    dst: &Path,
+    local: &Dtab,
+    mut parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let router = &worker.router;
+    let tree = bind(worker, local, dst).await?;
+    let none = || no_hosts(dst, &router.base_dtab, local);
+    let bound = choose::leaf(&tree, none)?;
+    let endpoint = choose::endpoint(bound, none)?;
+
+    let upgrade = h::is_upgrade(&Request::from_parts(parts.clone(), ()));
+    h::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    parts.headers.remove(header::EXPECT);
+    set_dst_headers(&mut parts.headers, dst, &bound.id, &bound.residual, local);
+    h::append_via(&mut parts.headers);
+
+    let mut inbound = Request::from_parts(parts, body);
+    let inbound_upgrade = upgrade.then(|| hyper::upgrade::on(&mut inbound));
+    let outbound = inbound.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
+
+    let client = worker.scoped(&worker.clients, Scope::Client, &bound.id);
+    let started = client.start();
+    let sent = client::send(endpoint, outbound, router.connect_timeout).await;
+    service_finish(&client, started, &sent);
+    let mut rsp = sent?;
+
+    let switching = rsp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    h::strip_hop_by_hop(rsp.headers_mut(), switching);
+    if switching {
+        rsp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if let (true, Some(inbound_upgrade)) = (switching, inbound_upgrade) {
+        splice_upgrade(inbound_upgrade, hyper::upgrade::on(&mut rsp));
+    }
+    h::append_via(rsp.headers_mut());
+    let class = if rsp.status().is_server_error() {
+        "0.0"
+    } else {
+        "1.0"
+    };
+    rsp.headers_mut()
+        .insert(h::L5D_SUCCESS_CLASS, HeaderValue::from_static(class));
+    Ok(rsp)
+}
+
+/// Once both sides have switched protocols (WebSocket and other upgrades), copies bytes
+/// both ways until either side closes.
+fn splice_upgrade(client: hyper::upgrade::OnUpgrade, endpoint: hyper::upgrade::OnUpgrade) {
+    tokio::task::spawn_local(async move {
+        match (client.await, endpoint.await) {
+            (Ok(a), Ok(b)) => {
+                let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut a, &mut b).await {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => tracing::debug!(error = %e, "protocol upgrade failed"),
+        }
+    });
+}
+
+fn set_dst_headers(
+    headers: &mut http::HeaderMap,
+    dst: &Path,
+    client: &Path,
+    residual: &Path,
+    local: &Dtab,
+) {
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    set(h::L5D_DST_SERVICE, dst.show());
+    set(h::L5D_DST_CLIENT, client.show());
+    if !residual.is_empty() {
+        set(h::L5D_DST_RESIDUAL, residual.show());
+    }
+    if let Some(ctx) = naming::ctx_dtab_value(local) {
+        set(h::L5D_CTX_DTAB, ctx);
+    }
+}

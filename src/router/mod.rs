@@ -1,0 +1,192 @@
+//! The request phases of a router, in the order a request meets them.
+//!
+//! A [`Router`] is one `routers:` entry: its label, base dtab, identifiers, namers and
+//! servers. The phases are modules: `identify` (name the request), `binding` (dtab +
+//! namers, cached per worker and refreshed when discovery changes), `choose` (pick a
+//! bound leaf and an endpoint), `client` (connections to endpoints), and `http` (the
+//! HTTP pipeline that runs them for each request). Errors from any phase become
+//! responses in one place, [`error`].
+//!
+//! Shared state is immutable (`Arc<Router>`); what changes per request lives in
+//! per-worker caches, so the hot path takes no lock.
+
+pub mod binding;
+pub mod choose;
+pub mod client;
+pub mod error;
+pub mod http;
+pub mod identify;
+pub mod stats;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{self, HttpRouter};
+use crate::discovery::Epoch;
+use crate::naming::{Dtab, Namers, Path};
+
+pub use error::{ErrorKind, ProxyError};
+
+/// One listening socket of a router.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Strip inbound `l5d-*` headers and sanitise responses (edge servers).
+    pub clear_context: bool,
+    /// Refuse requests that passed more proxies than this (`Via` entries).
+    pub max_call_depth: usize,
+}
+
+/// Size limits for HTTP/1.1 messages, from the router's `max*KB` keys.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Request line plus headers, in bytes.
+    pub max_head_bytes: usize,
+    /// Headers Plexus writes (`l5d-err`), in bytes.
+    pub max_header_bytes: usize,
+    /// Bodies of the errors Plexus generates, in bytes.
+    pub max_err_body_bytes: usize,
+}
+
+/// A configured router, shared by every worker.
+pub struct Router {
+    /// Stats scope and `namespace` of the delegator.
+    pub label: String,
+    /// The router's `dtab:`.
+    pub base_dtab: Dtab,
+    /// Prefix of identified names (default `/svc`).
+    pub dst_prefix: Path,
+    /// Tried in order; the first that names the request wins.
+    pub identifiers: Vec<plexus_http::Identifier>,
+    /// Configured namers and the system namer.
+    pub namers: Namers,
+    /// Discovery changes; cached bindings older than it are re-bound.
+    pub epoch: Epoch,
+    /// Where it listens.
+    pub servers: Vec<ServerSpec>,
+    /// Message size limits.
+    pub limits: HttpLimits,
+    /// Idle bindings and clients are dropped after this long.
+    pub idle_ttl: Duration,
+    /// How long to wait for a connection to an endpoint.
+    pub connect_timeout: Duration,
+    /// How long a request may wait for discovery to answer (`bindingTimeoutMs`).
+    pub binding_timeout: Duration,
+    /// The clients bindings have produced, for `/client_state.json`.
+    pub clients: ClientRegistry,
+}
+
+/// The bound clients of a router and their current addresses. Written when a binding is
+/// (re)computed, which happens once per discovery change, never per request.
+#[derive(Debug, Default)]
+pub struct ClientRegistry(std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>);
+
+impl ClientRegistry {
+    /// Records every leaf of a freshly bound tree.
+    pub fn record(&self, tree: &crate::naming::NameTree<crate::naming::Bound>) {
+        let Ok(mut clients) = self.0.lock() else {
+            return;
+        };
+        for bound in tree.leaves() {
+            let addrs = match &bound.addr {
+                crate::naming::Addr::Bound(a) => a.iter().map(|a| a.addr.to_string()).collect(),
+                _ => Vec::new(),
+            };
+            clients.insert(bound.id.show(), addrs);
+        }
+    }
+
+    /// Client id → addresses.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("label", &self.label)
+            .field("servers", &self.servers)
+            .finish()
+    }
+}
+
+/// The default `dstPrefix`.
+fn svc() -> Path {
+    Path::from_strs(["svc"])
+}
+
+fn identifier(id: &config::Identifier) -> Option<plexus_http::Identifier> {
+    use plexus_http::Identifier as H;
+    Some(match id {
+        config::Identifier::HeaderToken(h) => H::HeaderToken {
+            header: h
+                .header
+                .clone()
+                .unwrap_or_else(|| "host".into())
+                .to_ascii_lowercase(),
+        },
+        config::Identifier::MethodAndHost(m) => H::MethodAndHost {
+            http_uri_in_dst: m.http_uri_in_dst,
+        },
+        config::Identifier::Path(p) => H::Path {
+            segments: p.segments.unwrap_or(1),
+            consume: p.consume,
+        },
+        config::Identifier::Header(h) => H::Header {
+            header: h
+                .header
+                .clone()
+                .unwrap_or_else(|| "l5d-name".into())
+                .to_ascii_lowercase(),
+        },
+        config::Identifier::Static(s) => H::Static {
+            path: s.path.show(),
+        },
+        config::Identifier::Ingress(_) | config::Identifier::HeaderPath(_) => return None,
+    })
+}
+
+impl Router {
+    /// Builds a router from its (validated) configuration.
+    pub fn from_config(cfg: &HttpRouter, namers: Namers, epoch: Epoch) -> Arc<Router> {
+        let identifiers: Vec<_> = match &cfg.identifier {
+            None => vec![plexus_http::Identifier::default_http()],
+            Some(ids) => ids.as_slice().iter().filter_map(identifier).collect(),
+        };
+        let servers = cfg
+            .servers
+            .iter()
+            .map(|s| ServerSpec {
+                addr: SocketAddr::new(
+                    s.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                    s.port.unwrap_or(4140),
+                ),
+                clear_context: s.clear_context.unwrap_or(false),
+                max_call_depth: s.max_call_depth.unwrap_or(1000) as usize,
+            })
+            .collect();
+        let kb =
+            |v: Option<u64>, default: u64| (v.unwrap_or(default) as usize).saturating_mul(1024);
+        Arc::new(Router {
+            label: cfg.label.clone().unwrap_or_else(|| "http".into()),
+            base_dtab: cfg.dtab.clone(),
+            dst_prefix: cfg.dst_prefix.clone().unwrap_or_else(svc),
+            identifiers,
+            namers,
+            epoch,
+            servers,
+            limits: HttpLimits {
+                max_head_bytes: kb(cfg.max_headers_kb, 8) + kb(cfg.max_initial_line_kb, 4),
+                max_header_bytes: kb(cfg.max_headers_kb, 8),
+                max_err_body_bytes: kb(cfg.max_err_response_kb, 5120),
+            },
+            idle_ttl: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(5),
+            binding_timeout: Duration::from_millis(cfg.binding_timeout_ms.unwrap_or(10_000)),
+            clients: ClientRegistry::default(),
+        })
+    }
+}

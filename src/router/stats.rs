@@ -1,0 +1,139 @@
+//! Request metrics for the server, service and client scopes of a router.
+//!
+//! Handles are registered once per scope (per worker) and kept, so counting a request
+//! is a few atomic adds: no lock, no allocation. Names follow Linkerd: `requests`,
+//! `success`, `failures` (with the failure's kind), `status/<code>` and `status/<N>XX`,
+//! `request_latency_ms`, `pending`, and `connections` for servers.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+/// Which scope a set of stats belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// `rt/<router>/server/<ip>/<port>`.
+    Server,
+    /// `rt/<router>/service/<name>`.
+    Service,
+    /// `rt/<router>/client/<id>`.
+    Client,
+}
+
+impl Scope {
+    fn key(self) -> &'static str {
+        match self {
+            Scope::Server => "server",
+            Scope::Service => "service",
+            Scope::Client => "client",
+        }
+    }
+}
+
+/// The request stats of one scope.
+pub struct ScopeStats {
+    scope: Scope,
+    labels: [(String, String); 2],
+    requests: Counter,
+    success: Counter,
+    failures: Counter,
+    latency: Histogram,
+    pending: Gauge,
+    by_status: RefCell<HashMap<u16, (Counter, Counter)>>,
+    by_failure: RefCell<HashMap<&'static str, Counter>>,
+}
+
+macro_rules! scoped {
+    ($kind:ident, $scope:expr, $leaf:literal, $labels:expr) => {{
+        let l = $labels;
+        match $scope {
+            Scope::Server => $kind!(concat!("rt:server:", $leaf), "rt" => l[0].1.clone(), "server" => l[1].1.clone()),
+            Scope::Service => $kind!(concat!("rt:service:", $leaf), "rt" => l[0].1.clone(), "service" => l[1].1.clone()),
+            Scope::Client => $kind!(concat!("rt:client:", $leaf), "rt" => l[0].1.clone(), "client" => l[1].1.clone()),
+        }
+    }};
+}
+
+impl ScopeStats {
+    /// Registers the stats of `scope` `id` (without its leading `/`) of router `rt`.
+    pub fn new(rt: &str, scope: Scope, id: &str) -> Self {
+        let labels = [
+            ("rt".to_string(), rt.to_string()),
+            (
+                scope.key().to_string(),
+                id.trim_start_matches('/').to_string(),
+            ),
+        ];
+        ScopeStats {
+            requests: scoped!(counter, scope, "requests", &labels),
+            success: scoped!(counter, scope, "success", &labels),
+            failures: scoped!(counter, scope, "failures", &labels),
+            latency: scoped!(histogram, scope, "request_latency_ms", &labels),
+            pending: scoped!(gauge, scope, "pending", &labels),
+            scope,
+            labels,
+            by_status: RefCell::new(HashMap::new()),
+            by_failure: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// A request started.
+    pub fn start(&self) -> Instant {
+        self.requests.increment(1);
+        self.pending.increment(1.0);
+        Instant::now()
+    }
+
+    /// A request ended with an HTTP status (`None`: it failed without one).
+    pub fn finish(&self, started: Instant, status: Option<u16>, failure: Option<&'static str>) {
+        self.pending.decrement(1.0);
+        self.latency
+            .record(started.elapsed().as_secs_f64() * 1000.0);
+        let failed = failure.is_some() || status.is_none_or(|s| s >= 500);
+        if failed {
+            self.failures.increment(1);
+            if let Some(kind) = failure {
+                self.failure(kind).increment(1);
+            }
+        } else {
+            self.success.increment(1);
+        }
+        if let Some(code) = status {
+            let (exact, class) = self.status(code);
+            exact.increment(1);
+            class.increment(1);
+        }
+    }
+
+    fn status(&self, code: u16) -> (Counter, Counter) {
+        self.by_status
+            .borrow_mut()
+            .entry(code)
+            .or_insert_with(|| {
+                let exact = format!("rt:{}:status:{code}", self.scope.key());
+                let class = format!("rt:{}:status:{}XX", self.scope.key(), code / 100);
+                let labels: Vec<(String, String)> = self.labels.to_vec();
+                (counter!(exact, &labels), counter!(class, &labels))
+            })
+            .clone()
+    }
+
+    fn failure(&self, kind: &'static str) -> Counter {
+        self.by_failure
+            .borrow_mut()
+            .entry(kind)
+            .or_insert_with(|| {
+                let mut labels: Vec<(String, String)> = self.labels.to_vec();
+                labels.push(("exception".to_string(), kind.to_string()));
+                counter!(format!("rt:{}:failures", self.scope.key()), &labels)
+            })
+            .clone()
+    }
+}
+
+/// The connections gauge of a server.
+pub fn connections(rt: &str, server: &str) -> Gauge {
+    gauge!("rt:server:connections", "rt" => rt.to_string(), "server" => server.to_string())
+}

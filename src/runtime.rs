@@ -1,0 +1,225 @@
+//! The root of the supervision tree: starts everything a configuration asks for, and
+//! stops it cleanly.
+//!
+//! ```text
+//! root (this module, on the main arbiter)
+//! ├── discovery: one watch actor per namer (supervised, restarted on failure)
+//! ├── per router: one ServerActor per server ── HttpConnection actors on the workers
+//! ├── worker arbiters (one per core): connections, pools and binding caches
+//! └── admin server
+//! ```
+//! Shutdown (SIGTERM, SIGINT or `POST /admin/shutdown`) stops accepting, lets open
+//! connections finish their in-flight requests within `admin.shutdownGraceMs`, then
+//! stops the workers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_rt::Arbiter;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, Namer as NamerConfig, Router as RouterConfig, Telemeter};
+use crate::discovery::Epoch;
+use crate::discovery::fs::{FsNamer, FsWatch};
+use crate::naming::{Namers, Path, SystemNamer};
+use crate::router::Router;
+use crate::server::{Drain, ServerActor, StopAccepting, Workers};
+use crate::telemetry::Registry;
+
+/// Why Plexus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A port could not be bound.
+    #[error("cannot listen on {addr} for {what}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Which server wanted it.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Requests a shutdown from anywhere (the admin endpoint, tests).
+#[derive(Clone, Debug)]
+pub struct Shutdown(watch::Sender<bool>);
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown(watch::channel(false).0)
+    }
+}
+
+impl Shutdown {
+    /// Asks the process to shut down gracefully.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
+    let err = |source| StartError::Listen {
+        addr,
+        what: what.to_string(),
+        source,
+    };
+    let std = std::net::TcpListener::bind(addr).map_err(err)?;
+    std.set_nonblocking(true).map_err(err)?;
+    TcpListener::from_std(std).map_err(err)
+}
+
+/// The namers a configuration declares, mounted in order, plus the system namer; and
+/// their watch actors, which live as long as these handles are kept.
+fn namers(config: &Config, epoch: &Epoch) -> (Namers, Vec<NamerHandle>) {
+    let mut namers = Namers::new(SystemNamer::default());
+    let mut handles = Vec::new();
+    for namer in &config.namers {
+        if let NamerConfig::Fs(fs) = namer {
+            let prefix = mount_prefix(fs.prefix.as_ref(), "io.l5d.fs");
+            let (namer, watch) = FsNamer::new(fs.root_dir.clone(), prefix.clone(), epoch.clone());
+            handles.push(NamerHandle {
+                fs: namer.clone(),
+                _watch: watch.start(),
+            });
+            namers = namers.mount(prefix, Arc::new(namer));
+        }
+    }
+    (namers, handles)
+}
+
+/// A running namer: its state for the admin server, and its watch actor.
+pub struct NamerHandle {
+    /// The file namer, for `/namer_state/io.l5d.fs.json`.
+    pub fs: FsNamer,
+    _watch: Addr<FsWatch>,
+}
+
+/// `prefix: /x` in a namer's config means `/#/x`.
+fn mount_prefix(prefix: Option<&Path>, kind: &str) -> Path {
+    let own = prefix.cloned().unwrap_or_else(|| Path::from_strs([kind]));
+    Path::from_strs(["#"]).concat(&own)
+}
+
+/// Runs `config` until a shutdown is requested. `raw` is the file as JSON, for
+/// `/config.json`.
+pub async fn run(
+    config: Config,
+    raw: serde_json::Value,
+    shutdown: Shutdown,
+) -> Result<(), StartError> {
+    let epoch = Epoch::new();
+    let registry = Registry::new();
+    if metrics::set_global_recorder(registry.clone()).is_err() {
+        tracing::warn!("a metrics recorder was already installed; metrics endpoints will be empty");
+    }
+    let (namers, namer_handles) = namers(&config, &epoch);
+    let routers: Vec<Arc<Router>> = config
+        .routers
+        .iter()
+        .filter_map(|r| match r {
+            RouterConfig::Http(h) => Some(Router::from_config(h, namers.clone(), epoch.clone())),
+            _ => None,
+        })
+        .collect();
+
+    // Bind everything before starting anything, so a taken port fails fast and clearly.
+    let admin_addr = SocketAddr::new(
+        config
+            .admin
+            .ip
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+        config.admin.port.unwrap_or(9990),
+    );
+    let admin_listener = bind(admin_addr, "the admin server")?;
+    let mut listeners = Vec::new();
+    for router in &routers {
+        for spec in &router.servers {
+            let listener = bind(spec.addr, &format!("router {}", router.label))?;
+            listeners.push((router.clone(), spec.clone(), listener));
+        }
+    }
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+    let workers = Workers::new(arbiters.iter().map(Arbiter::handle).collect());
+    let drain = Drain::default();
+    let mut acceptors = Vec::new();
+    for (router, spec, listener) in listeners {
+        tracing::info!(router = %router.label, addr = %spec.addr, "serving");
+        acceptors
+            .push(ServerActor::new(listener, router, spec, workers.clone(), drain.clone()).start());
+    }
+    let prometheus = config.telemetry.iter().find_map(|t| match t {
+        Telemeter::Prometheus(p) => Some((p.path.clone(), p.prefix.clone().unwrap_or_default())),
+        _ => None,
+    });
+    let admin = AdminState::new(
+        routers.clone(),
+        raw,
+        shutdown.clone(),
+        registry,
+        namer_handles,
+        prometheus,
+    );
+    tracing::info!(addr = %admin_addr, "admin server");
+    let admin_task = actix_rt::spawn(admin::serve(admin_listener, admin));
+
+    tokio::select! {
+        () = shutdown.wait() => tracing::info!("shutdown requested"),
+        () = signal() => tracing::info!("signal received, shutting down"),
+    }
+
+    for acceptor in &acceptors {
+        let _ = acceptor.send(StopAccepting).await;
+    }
+    drain.start();
+    let grace = Duration::from_millis(config.admin.shutdown_grace_ms.unwrap_or(10_000));
+    let deadline = tokio::time::Instant::now() + grace;
+    while drain.active() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if drain.active() > 0 {
+        tracing::warn!(
+            open = drain.active(),
+            "grace period over; closing remaining connections"
+        );
+    }
+    admin_task.abort();
+    for arbiter in arbiters {
+        arbiter.stop();
+        let _ = arbiter.join();
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,308 @@
+//! Accept: the listening sockets of routers and one actor per connection.
+//!
+//! A [`ServerActor`] (one per router server, on the main arbiter) accepts connections
+//! and hands each to a worker arbiter in turn, where an [`HttpConnection`] actor serves
+//! it with hyper. Workers are single-threaded (actix arbiters), so a connection's
+//! requests, its pooled upstream connections and its caches never cross threads. The
+//! [`Drain`] signal makes every connection finish its in-flight requests and close;
+//! the runtime waits for them within the grace period.
+
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_rt::ArbiterHandle;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::router::http::{handle, worker_for};
+use crate::router::{Router, ServerSpec, stats};
+
+/// How long a client may take to send a request head before the connection is closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tells connections to finish what they are doing and close; counts those still open.
+#[derive(Clone, Debug)]
+pub struct Drain {
+    signal: watch::Sender<bool>,
+    active: Arc<AtomicUsize>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            signal: watch::channel(false).0,
+            active: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+impl Drain {
+    /// Starts draining: idle keep-alive connections close now, busy ones after their
+    /// in-flight requests.
+    pub fn start(&self) {
+        self.signal.send_replace(true);
+    }
+
+    /// Connections still open.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    fn watch(&self) -> watch::Receiver<bool> {
+        self.signal.subscribe()
+    }
+}
+
+/// Counts a connection as open (for draining and the `connections` gauge) until it
+/// ends, however it ends.
+struct ActiveGuard(Arc<AtomicUsize>, metrics::Gauge);
+
+impl ActiveGuard {
+    fn new(active: &Arc<AtomicUsize>, gauge: metrics::Gauge) -> Self {
+        active.fetch_add(1, Ordering::AcqRel);
+        gauge.increment(1.0);
+        ActiveGuard(active.clone(), gauge)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.decrement(1.0);
+    }
+}
+
+/// The worker arbiters connections are spread over.
+#[derive(Clone)]
+pub struct Workers {
+    arbiters: Arc<Vec<ArbiterHandle>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Workers {
+    /// Uses `arbiters` in turn.
+    pub fn new(arbiters: Vec<ArbiterHandle>) -> Self {
+        Workers {
+            arbiters: Arc::new(arbiters),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn pick(&self) -> Option<&ArbiterHandle> {
+        if self.arbiters.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
+        self.arbiters.get(i)
+    }
+}
+
+/// Accepts the connections of one router server.
+pub struct ServerActor {
+    listener: Option<TcpListener>,
+    router: Arc<Router>,
+    spec: ServerSpec,
+    workers: Workers,
+    drain: Drain,
+}
+
+impl ServerActor {
+    /// An acceptor for `listener` (already bound).
+    pub fn new(
+        listener: TcpListener,
+        router: Arc<Router>,
+        spec: ServerSpec,
+        workers: Workers,
+        drain: Drain,
+    ) -> Self {
+        ServerActor {
+            listener: Some(listener),
+            router,
+            spec,
+            workers,
+            drain,
+        }
+    }
+}
+
+/// Stops accepting (the listening socket is closed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAccepting;
+
+impl Actor for ServerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        let (router, spec, workers, drain) = (
+            self.router.clone(),
+            self.spec.clone(),
+            self.workers.clone(),
+            self.drain.clone(),
+        );
+        ctx.spawn(accept_loop(listener, router, spec, workers, drain).into_actor(self));
+    }
+}
+
+impl Handler<StopAccepting> for ServerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopAccepting, ctx: &mut Self::Context) {
+        tracing::info!(router = %self.router.label, addr = %self.spec.addr, "no longer accepting connections");
+        ctx.stop();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: Arc<Router>,
+    spec: ServerSpec,
+    workers: Workers,
+    drain: Drain,
+) {
+    let server_id = format!("{}/{}", spec.addr.ip(), spec.addr.port());
+    let connections = stats::connections(&router.label, &server_id);
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let Ok(std_stream) = stream.into_std() else {
+                    continue;
+                };
+                let (router, spec, drain, gauge) = (
+                    router.clone(),
+                    spec.clone(),
+                    drain.clone(),
+                    connections.clone(),
+                );
+                let start = move || {
+                    let guard = ActiveGuard::new(&drain.active, gauge);
+                    match TcpStream::from_std(std_stream) {
+                        Ok(stream) => {
+                            HttpConnection {
+                                stream: Some(stream),
+                                router,
+                                spec: Rc::new(spec),
+                                drain: drain.watch(),
+                                guard,
+                            }
+                            .start();
+                        }
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "cannot adopt accepted connection")
+                        }
+                    }
+                };
+                match workers.pick() {
+                    Some(worker) => {
+                        if !worker.spawn_fn(start) {
+                            tracing::warn!(%peer, "worker is gone; connection dropped");
+                        }
+                    }
+                    None => start(),
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(router = %router.label, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One client connection, served on a worker arbiter.
+pub struct HttpConnection {
+    stream: Option<TcpStream>,
+    router: Arc<Router>,
+    spec: Rc<ServerSpec>,
+    drain: watch::Receiver<bool>,
+    guard: ActiveGuard,
+}
+
+impl Actor for HttpConnection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let worker = worker_for(&self.router);
+        let spec = self.spec.clone();
+        let drain = self.drain.clone();
+        let head_limit = self.router.limits.max_head_bytes.max(8192);
+        let serve = async move {
+            let svc = service_fn(move |req| {
+                let (worker, spec) = (worker.clone(), spec.clone());
+                async move { Ok::<_, Infallible>(handle(worker, spec, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(head_limit)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            serve_until_drained(conn, drain).await;
+        };
+        ctx.spawn(serve.into_actor(self).map(|(), _, ctx| ctx.stop()));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        let _ = &self.guard;
+    }
+}
+
+async fn serve_until_drained<C>(conn: C, mut drain: watch::Receiver<bool>)
+where
+    C: Future<Output = Result<(), hyper::Error>> + GracefulConn,
+{
+    tokio::pin!(conn);
+    let mut draining = *drain.borrow();
+    if draining {
+        conn.as_mut().graceful();
+    }
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            changed = drain.changed(), if !draining => {
+                if changed.is_err() || *drain.borrow() {
+                    draining = true;
+                    conn.as_mut().graceful();
+                }
+            }
+        }
+    }
+}
+
+/// hyper's connection types have inherent `graceful_shutdown` methods; this names them
+/// so the drain loop can be written once.
+trait GracefulConn {
+    fn graceful(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConn for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: http_body::Body + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn graceful(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}

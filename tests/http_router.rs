@@ -1,0 +1,515 @@
+//! `plexus run` end to end: real processes, real sockets, the real `curl`.
+//!
+//! A one-host mesh on 127.0.0.1: the tutorial's hello and world apps (`helloworld`)
+//! find each other through Plexus with an `io.l5d.fs` config, the way the first
+//! Linkerd tutorial runs.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use support::{
+    Proc, backend, curl, free_port, helloworld_bin, listening, plexus_bin, scratch, wait_for,
+};
+
+struct Mesh {
+    disco: PathBuf,
+    outgoing: u16,
+    edge: u16,
+    admin: u16,
+    plexus: Proc,
+    _apps: Vec<Proc>,
+}
+
+fn write_service(disco: &std::path::Path, name: &str, endpoints: &[SocketAddr]) {
+    let text: String = endpoints
+        .iter()
+        .map(|a| format!("{} {}\n", a.ip(), a.port()))
+        .collect();
+    // Write-then-rename, as deployment tools do, so the namer never sees half a file.
+    let tmp = disco.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).expect("write service file");
+    std::fs::rename(&tmp, disco.join(name)).expect("rename service file");
+}
+
+fn start_app(
+    dir: &std::path::Path,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut cmd = Command::new(helloworld_bin());
+    cmd.arg(format!("-addr={addr}"))
+        .args(args)
+        .env_clear()
+        .env("POD_IP", "127.0.0.1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let p = Proc::spawn(&mut cmd, dir.join(format!("{name}.log")));
+    wait_for(&format!("{name} to listen"), || listening(addr));
+    (p, addr)
+}
+
+fn start_plexus(dir: &std::path::Path, config: &str) -> Proc {
+    let file = dir.join("plexus.yaml");
+    std::fs::write(&file, config).expect("config");
+    Proc::spawn(
+        Command::new(plexus_bin())
+            .arg("run")
+            .arg(&file)
+            .env("RUST_LOG", "info"),
+        dir.join("plexus.log"),
+    )
+}
+
+fn mesh(name: &str) -> Mesh {
+    let dir = scratch(name);
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("disco dir");
+    let (outgoing, edge, admin) = (free_port(), free_port(), free_port());
+    let proxy = format!("127.0.0.1:{outgoing}");
+    let (hello, hello_addr) = start_app(
+        &dir,
+        "hello",
+        &["-text=Hello", "-target=world"],
+        &[("http_proxy", &proxy)],
+    );
+    let (world, world_addr) = start_app(&dir, "world", &[], &[("TARGET_WORLD", "world")]);
+    let (earth, earth_addr) = start_app(&dir, "earth", &[], &[("TARGET_WORLD", "earth")]);
+    write_service(&disco, "hello", &[hello_addr]);
+    write_service(&disco, "world-v1", &[world_addr]);
+    write_service(&disco, "world-v2", &[earth_addr]);
+    write_service(&disco, "empty", &[]);
+    let config = format!(
+        "admin:\n  ip: 127.0.0.1\n  port: {admin}\n  shutdownGraceMs: 10000\n\
+         namers:\n- kind: io.l5d.fs\n  rootDir: {disco}\n\
+         routers:\n- protocol: http\n  label: outgoing\n  dtab: |\n    /srv => /#/io.l5d.fs;\n    /host => /srv;\n    /svc => /host;\n    /host/world => /srv/world-v1;\n\
+         \x20 servers:\n  - ip: 127.0.0.1\n    port: {outgoing}\n  - ip: 127.0.0.1\n    port: {edge}\n    clearContext: true\n",
+        disco = disco.display()
+    );
+    let plexus = start_plexus(&dir, &config);
+    let ready: SocketAddr = format!("127.0.0.1:{admin}").parse().expect("addr");
+    wait_for("plexus to serve", || listening(ready));
+    Mesh {
+        disco,
+        outgoing,
+        edge,
+        admin,
+        plexus,
+        _apps: vec![hello, world, earth],
+    }
+}
+
+impl Mesh {
+    fn proxy(&self) -> String {
+        format!("http://127.0.0.1:{}", self.outgoing)
+    }
+    fn edge_proxy(&self) -> String {
+        format!("http://127.0.0.1:{}", self.edge)
+    }
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+}
+
+#[test]
+fn hello_calls_world_through_plexus_and_the_override_propagates() {
+    let m = mesh("hello-world");
+    let rsp = curl(&["-x", &m.proxy(), "http://hello"]);
+    assert_eq!(
+        (rsp.status, rsp.body.as_str()),
+        (200, "Hello (127.0.0.1) world (127.0.0.1)!!"),
+        "{}",
+        m.plexus.log_text()
+    );
+
+    // The override reaches the inner call (hello forwards l5d-ctx-dtab): world-v2 is earth.
+    let rsp = curl(&[
+        "-x",
+        &m.proxy(),
+        "-H",
+        "l5d-dtab: /host/world => /srv/world-v2",
+        "http://hello",
+    ]);
+    assert_eq!(rsp.body, "Hello (127.0.0.1) earth (127.0.0.1)!!");
+
+    // An edge server with clearContext ignores it, so outsiders cannot steer routing.
+    let rsp = curl(&[
+        "-x",
+        &m.edge_proxy(),
+        "-H",
+        "l5d-dtab: /host/world => /srv/world-v2",
+        "http://hello",
+    ]);
+    assert_eq!(rsp.body, "Hello (127.0.0.1) world (127.0.0.1)!!");
+}
+
+#[test]
+fn errors_are_answered_like_linkerd_with_l5d_err() {
+    let m = mesh("errors");
+    let rsp = curl(&[
+        "-x",
+        &m.proxy(),
+        "-H",
+        "l5d-dtab: /host/world =>",
+        "http://hello",
+    ]);
+    assert_eq!(rsp.status, 400);
+    assert!(
+        rsp.body
+            .starts_with("Invalid l5d-dtab header: simple expected but end of input found"),
+        "{}",
+        rsp.body
+    );
+    assert!(
+        rsp.header("l5d-err")
+            .is_some_and(|e| e.starts_with("Invalid+l5d-dtab+header"))
+    );
+
+    let rsp = curl(&["-x", &m.proxy(), "http://empty"]);
+    assert_eq!(rsp.status, 502);
+    assert!(
+        rsp.body
+            .starts_with("No hosts are available for /svc/empty, Dtab.base=[/srv=>/#/io.l5d.fs;"),
+        "{}",
+        rsp.body
+    );
+    assert!(rsp.header("l5d-err").is_some());
+
+    let rsp = curl(&["-x", &m.proxy(), "http://nowhere"]);
+    assert_eq!(rsp.status, 502);
+
+    // An origin-form request without Host cannot be identified.
+    let rsp = curl(&["-H", "Host:", &format!("http://127.0.0.1:{}/", m.outgoing)]);
+    assert_eq!(rsp.status, 400);
+    assert!(
+        rsp.header("l5d-err")
+            .is_some_and(|e| e.starts_with("Unable+to+identify")),
+        "{rsp:?}"
+    );
+
+    // The edge hides Plexus's error details.
+    let rsp = curl(&["-x", &m.edge_proxy(), "http://empty"]);
+    assert_eq!(
+        (rsp.status, rsp.body.as_str(), rsp.header("l5d-err")),
+        (502, "", None)
+    );
+
+    // An endpoint that refuses connections.
+    write_service(
+        &m.disco,
+        "dead",
+        &[format!("127.0.0.1:{}", free_port()).parse().expect("addr")],
+    );
+    let mut rsp = curl(&["-x", &m.proxy(), "http://dead"]);
+    wait_for("the dead service to be bound", || {
+        rsp = curl(&["-x", &m.proxy(), "http://dead"]);
+        rsp.body.contains("Unable to connect")
+    });
+    assert_eq!(rsp.status, 502);
+    assert_eq!(rsp.header("l5d-retryable"), Some("true"));
+}
+
+#[test]
+fn editing_a_service_file_moves_traffic_without_a_restart() {
+    let m = mesh("fs-edit");
+    assert_eq!(
+        curl(&["-x", &m.proxy(), "http://world-v1"]).body,
+        "world (127.0.0.1)!"
+    );
+    let earth = std::fs::read_to_string(m.disco.join("world-v2")).expect("read");
+    std::fs::write(m.disco.join("world-v1"), earth).expect("edit");
+    wait_for("traffic to move to earth", || {
+        curl(&["-x", &m.proxy(), "http://world-v1"]).body == "earth (127.0.0.1)!"
+    });
+}
+
+#[test]
+fn proxy_headers_are_rewritten_as_linkerd_does() {
+    let m = mesh("headers");
+    let b = backend::start();
+    write_service(&m.disco, "echo", &[b.addr]);
+    let want = |rsp: &support::CurlResponse, line: &str| {
+        assert!(rsp.body.contains(line), "{line:?} missing in\n{}", rsp.body)
+    };
+    let mut rsp = curl(&[
+        "-x",
+        &m.proxy(),
+        "http://echo/a/b?c=d",
+        "-H",
+        "Connection: x-hop",
+        "-H",
+        "x-hop: 1",
+        "-H",
+        "l5d-ctx-custom: kept",
+    ]);
+    wait_for("echo to be known", || {
+        rsp = curl(&[
+            "-x",
+            &m.proxy(),
+            "http://echo/a/b?c=d",
+            "-H",
+            "Connection: x-hop",
+            "-H",
+            "x-hop: 1",
+            "-H",
+            "l5d-ctx-custom: kept",
+        ]);
+        rsp.status == 200
+    });
+    want(&rsp, "GET /a/b?c=d HTTP/1.1");
+    want(&rsp, "host: echo\n");
+    want(&rsp, "l5d-dst-service: /svc/echo\n");
+    want(&rsp, "l5d-dst-client: /#/io.l5d.fs/echo\n");
+    want(&rsp, "via: 1.1 plexus\n");
+    want(&rsp, "l5d-ctx-custom: kept\n");
+    assert!(!rsp.body.contains("x-hop"), "{}", rsp.body);
+    assert_eq!(rsp.header("via"), Some("1.1 plexus"));
+    assert_eq!(rsp.header("l5d-success-class"), Some("1.0"));
+
+    // The override is forwarded as context, never as l5d-dtab.
+    let rsp = curl(&["-x", &m.proxy(), "-H", "l5d-dtab: /x => /y", "http://echo/"]);
+    want(&rsp, "l5d-ctx-dtab: /x=>/y\n");
+    assert!(!rsp.body.contains("l5d-dtab:"), "{}", rsp.body);
+    // A path residual is passed on.
+    let rsp = curl(&[
+        "-x",
+        &m.proxy(),
+        "-H",
+        "l5d-dtab: /svc/deep => /srv/echo/more/parts",
+        "http://deep/",
+    ]);
+    want(&rsp, "l5d-dst-residual: /more/parts\n");
+}
+
+#[test]
+fn large_bodies_stream_both_ways_in_bounded_memory() {
+    let m = mesh("streaming");
+    let b = backend::start();
+    write_service(&m.disco, "files", &[b.addr]);
+    wait_for("files to be known", || {
+        curl(&["-x", &m.proxy(), "http://files/sink", "-d", "x"]).body == "1"
+    });
+    let before = m.plexus.rss_kib();
+
+    // 1 GiB up, chunked, from a pipe.
+    const GIB: u64 = 1 << 30;
+    let mut upload = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "300",
+            "-x",
+            &m.proxy(),
+            "-T",
+            "-",
+            "http://files/sink",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    let mut stdin = upload.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'u'; 1 << 20];
+        for _ in 0..(GIB >> 20) {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    writer.join().expect("writer");
+    let out = upload.wait_with_output().expect("upload");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), GIB.to_string());
+
+    // 1 GiB down.
+    let down = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "curl -s --max-time 300 -x {} 'http://files/big?bytes={GIB}' | wc -c",
+            m.proxy()
+        ))
+        .output()
+        .expect("download");
+    assert_eq!(
+        String::from_utf8_lossy(&down.stdout).trim(),
+        GIB.to_string()
+    );
+
+    let peak = m.plexus.peak_rss_kib();
+    assert!(
+        peak < before + 16 * 1024,
+        "memory grew from {before} KiB to a peak of {peak} KiB"
+    );
+}
+
+#[test]
+fn shutdown_finishes_in_flight_requests_and_exits_0() {
+    let mut m = mesh("shutdown");
+    let b = backend::start();
+    write_service(&m.disco, "slow", &[b.addr]);
+    wait_for("slow to be known", || {
+        curl(&["-x", &m.proxy(), "http://slow/echo"]).status == 200
+    });
+    let proxy = m.proxy();
+    let in_flight = std::thread::spawn(move || curl(&["-x", &proxy, "http://slow/hold"]));
+    wait_for("the request to reach the backend", || {
+        b.control.held.load(Ordering::SeqCst) == 1
+    });
+
+    m.plexus.terminate();
+    // New connections are refused once draining starts...
+    wait_for("the listener to close", || {
+        !listening(format!("127.0.0.1:{}", m.outgoing).parse().expect("addr"))
+    });
+    // ...and the request already in flight still completes.
+    b.control.release.store(true, Ordering::SeqCst);
+    let rsp = in_flight.join().expect("request thread");
+    assert_eq!((rsp.status, rsp.body.as_str()), (200, "released"));
+    assert_eq!(m.plexus.wait_exit(), Some(0), "{}", m.plexus.log_text());
+}
+
+#[test]
+fn admin_endpoints_explain_and_stop() {
+    let mut m = mesh("admin");
+    assert_eq!(curl(&[&m.admin_url("/admin/ping")]).body, "pong");
+    let rsp = curl(&[&m.admin_url("/delegator.json?namespace=outgoing&path=/svc/world")]);
+    assert_eq!(rsp.status, 200);
+    let tree: serde_json::Value = serde_json::from_str(&rsp.body).expect("json");
+    assert_eq!(tree["type"], "delegate");
+    assert_eq!(
+        tree["delegate"]["alt"][0]["delegate"]["bound"]["id"],
+        "/#/io.l5d.fs/world-v1"
+    );
+    let rsp = curl(&[
+        "-X",
+        "POST",
+        "-d",
+        r#"{"namespace":"outgoing","path":"/svc/hello","dtab":"/svc=>/$/inet/127.0.0.1/1"}"#,
+        &m.admin_url("/delegator.json"),
+    ]);
+    let tree: serde_json::Value = serde_json::from_str(&rsp.body).expect("json");
+    assert_eq!(tree["delegate"]["bound"]["id"], "/$/inet/127.0.0.1/1");
+    assert_eq!(
+        curl(&[&m.admin_url("/delegator.json?namespace=outgoing&path=x")]).status,
+        400
+    );
+    assert_eq!(
+        curl(&[&m.admin_url("/delegator.json?namespace=nope&path=/x")]).status,
+        404
+    );
+
+    curl(&["-x", &m.proxy(), "http://hello"]);
+    let state: serde_json::Value =
+        serde_json::from_str(&curl(&[&m.admin_url("/client_state.json")]).body).expect("json");
+    assert_eq!(state["/#/io.l5d.fs/hello"]["state"], "bound");
+    assert!(
+        curl(&[&m.admin_url("/config.json")])
+            .body
+            .contains("\"label\":\"outgoing\"")
+    );
+    assert_eq!(curl(&[&m.admin_url("/admin/shutdown")]).status, 405);
+    assert_eq!(
+        curl(&["-X", "POST", &m.admin_url("/admin/shutdown")]).body,
+        "quitting\n"
+    );
+    assert_eq!(m.plexus.wait_exit(), Some(0));
+}
+
+#[test]
+fn upgrade_requests_pass_through() {
+    let m = mesh("upgrade");
+    let b = backend::start();
+    write_service(&m.disco, "ws", &[b.addr]);
+    wait_for("ws to be known", || {
+        curl(&["-x", &m.proxy(), "http://ws/echo"]).status == 200
+    });
+    let mut s = TcpStream::connect(("127.0.0.1", m.outgoing)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"GET /chat HTTP/1.1\r\nHost: ws\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("read head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    s.write_all(b"ping over the upgraded stream")
+        .expect("write");
+    let mut echoed = [0u8; 29];
+    s.read_exact(&mut echoed).expect("echo");
+    assert_eq!(&echoed, b"ping over the upgraded stream");
+}
+
+#[test]
+fn metrics_count_requests_per_server_service_and_client() {
+    let m = mesh("metrics");
+    for _ in 0..3 {
+        assert_eq!(curl(&["-x", &m.proxy(), "http://hello"]).status, 200);
+    }
+    assert_eq!(curl(&["-x", &m.proxy(), "http://empty"]).status, 502);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&curl(&[&m.admin_url("/admin/metrics.json")]).body).expect("json");
+    let n = |k: &str| {
+        metrics
+            .get(k)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| panic!("{k} missing in {metrics}"))
+    };
+    // hello's own call to world goes through the same router, so the server saw 3 + 3 + 1.
+    let server = format!("rt/outgoing/server/127.0.0.1/{}", m.outgoing);
+    assert_eq!(n(&format!("{server}/requests")), 7.0);
+    assert_eq!(n(&format!("{server}/success")), 6.0);
+    assert_eq!(n(&format!("{server}/failures")), 1.0);
+    assert_eq!(n(&format!("{server}/status/502")), 1.0);
+    assert_eq!(n(&format!("{server}/status/2XX")), 6.0);
+    assert_eq!(n("rt/outgoing/service/svc/hello/requests"), 3.0);
+    assert_eq!(n("rt/outgoing/service/svc/world/success"), 3.0);
+    assert_eq!(
+        n("rt/outgoing/service/svc/empty/failures/NoBrokersAvailableException"),
+        1.0
+    );
+    assert_eq!(n("rt/outgoing/client/#/io.l5d.fs/world-v1/requests"), 3.0);
+    assert_eq!(n("rt/outgoing/client/#/io.l5d.fs/hello/status/200"), 3.0);
+    assert_eq!(
+        n("rt/outgoing/service/svc/hello/request_latency_ms.count"),
+        0.0,
+        "the minute window has not closed yet"
+    );
+
+    let subtree: serde_json::Value = serde_json::from_str(
+        &curl(&[&m.admin_url("/admin/metrics.json?q=rt/outgoing/service/svc/hello")]).body,
+    )
+    .expect("json");
+    assert_eq!(subtree["requests"], 3);
+    assert_eq!(
+        curl(&[&m.admin_url("/admin/metrics.json?q=no/such/scope")]).status,
+        404
+    );
+
+    let prom = curl(&[&m.admin_url("/admin/metrics/prometheus")]).body;
+    assert!(
+        prom.contains("rt:service:requests{rt=\"outgoing\",service=\"svc/hello\"} 3"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains(&format!(
+            "rt:server:connections{{rt=\"outgoing\",server=\"127.0.0.1/{}\"}}",
+            m.outgoing
+        )),
+        "{prom}"
+    );
+    support::promtool_check(&prom);
+}
