@@ -22,10 +22,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, Namer as NamerConfig, Router as RouterConfig, Telemeter};
+use crate::config::{Config, Interpreter, Namer as NamerConfig, Router as RouterConfig, Telemeter};
 use crate::discovery::Epoch;
 use crate::discovery::fs::{FsNamer, FsWatch};
-use crate::naming::{Namers, Path, SystemNamer};
+use crate::discovery::transformers::{self, TransformingNamer};
+use crate::naming::{Namer, Namers, Path, SystemNamer};
 use crate::router::Router;
 use crate::server::{Drain, ServerActor, StopAccepting, Workers};
 use crate::telemetry::Registry;
@@ -33,6 +34,9 @@ use crate::telemetry::Registry;
 /// Why Plexus could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A plugin could not be set up (e.g. a host name that does not resolve).
+    #[error("{0}")]
+    Plugin(String),
     /// A port could not be bound.
     #[error("cannot listen on {addr} for {what}: {source}")]
     Listen {
@@ -80,7 +84,7 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
 
 /// The namers a configuration declares, mounted in order, plus the system namer; and
 /// their watch actors, which live as long as these handles are kept.
-fn namers(config: &Config, epoch: &Epoch) -> (Namers, Vec<NamerHandle>) {
+fn namers(config: &Config, epoch: &Epoch) -> Result<(Namers, Vec<NamerHandle>), StartError> {
     let mut namers = Namers::new(SystemNamer::default());
     let mut handles = Vec::new();
     for namer in &config.namers {
@@ -91,10 +95,20 @@ fn namers(config: &Config, epoch: &Epoch) -> (Namers, Vec<NamerHandle>) {
                 fs: namer.clone(),
                 _watch: watch.start(),
             });
-            namers = namers.mount(prefix, Arc::new(namer));
+            let own = fs
+                .transformers
+                .iter()
+                .map(transformers::build)
+                .collect::<Result<Vec<_>, _>>()?;
+            let namer: Arc<dyn Namer> = if own.is_empty() {
+                Arc::new(namer)
+            } else {
+                Arc::new(TransformingNamer::new(Arc::new(namer), own))
+            };
+            namers = namers.mount(prefix, namer);
         }
     }
-    (namers, handles)
+    Ok((namers, handles))
 }
 
 /// A running namer: its state for the admin server, and its watch actor.
@@ -122,15 +136,22 @@ pub async fn run(
     if metrics::set_global_recorder(registry.clone()).is_err() {
         tracing::warn!("a metrics recorder was already installed; metrics endpoints will be empty");
     }
-    let (namers, namer_handles) = namers(&config, &epoch);
-    let routers: Vec<Arc<Router>> = config
-        .routers
-        .iter()
-        .filter_map(|r| match r {
-            RouterConfig::Http(h) => Some(Router::from_config(h, namers.clone(), epoch.clone())),
-            _ => None,
-        })
-        .collect();
+    let (namers, namer_handles) = namers(&config, &epoch)?;
+    let mut routers: Vec<Arc<Router>> = Vec::new();
+    for router in &config.routers {
+        let RouterConfig::Http(h) = router else {
+            continue;
+        };
+        let own = match &h.interpreter {
+            Some(Interpreter::Default(d)) => d
+                .transformers
+                .iter()
+                .map(transformers::build)
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
+        routers.push(Router::from_config(h, namers.clone(), epoch.clone(), own));
+    }
 
     // Bind everything before starting anything, so a taken port fails fast and clearly.
     let admin_addr = SocketAddr::new(
@@ -221,5 +242,11 @@ async fn signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+impl From<String> for StartError {
+    fn from(e: String) -> Self {
+        StartError::Plugin(e)
     }
 }

@@ -513,3 +513,60 @@ fn metrics_count_requests_per_server_service_and_client() {
     );
     support::promtool_check(&prom);
 }
+
+#[test]
+fn transformers_rewrite_bound_names_and_show_in_the_delegator() {
+    let dir = scratch("transformers");
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("disco");
+    let b = backend::start();
+    // The file names a port nobody listens on; the port transformer sends to the backend.
+    write_service(
+        &disco,
+        "web",
+        &[format!("127.0.0.1:{}", free_port()).parse().expect("addr")],
+    );
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: {admin}}}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {disco}\n\
+         routers:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs\n  interpreter:\n    kind: default\n    transformers:\n\
+         \x20   - kind: io.l5d.port\n      port: {bport}\n    - kind: io.l5d.localhost\n  servers:\n  - port: {port}\n",
+        disco = disco.display(),
+        bport = b.addr.port()
+    );
+    let _plexus = start_plexus(&dir, &config);
+    wait_for("plexus to serve", || {
+        listening(format!("127.0.0.1:{admin}").parse().expect("addr"))
+    });
+    let proxy = format!("http://127.0.0.1:{port}");
+    let mut rsp = curl(&["-x", &proxy, "http://web/"]);
+    wait_for("web to be bound", || {
+        rsp = curl(&["-x", &proxy, "http://web/"]);
+        rsp.status == 200
+    });
+    let client = format!(
+        "l5d-dst-client: /%/io.l5d.localhost/%/io.l5d.port/{}/#/io.l5d.fs/web\n",
+        b.addr.port()
+    );
+    assert!(rsp.body.contains(&client), "{}", rsp.body);
+
+    let rsp = curl(&[&format!(
+        "http://127.0.0.1:{admin}/delegator.json?namespace=http&path=/svc/web"
+    )]);
+    let tree: serde_json::Value = serde_json::from_str(&rsp.body).expect("json");
+    let outer = &tree["delegate"];
+    // Applied in order: the port transformer's result goes through the localhost one.
+    assert_eq!(outer["type"], "transformation", "{tree}");
+    assert_eq!(outer["name"], "PortTransformer");
+    assert_eq!(outer["bound"]["id"], "/#/io.l5d.fs/web");
+    let inner = &outer["tree"];
+    assert_eq!(inner["name"], "LocalhostTransformer");
+    assert_eq!(
+        inner["bound"]["id"],
+        format!("/%/io.l5d.port/{}/#/io.l5d.fs/web", b.addr.port())
+    );
+    assert_eq!(
+        inner["tree"]["bound"]["addr"]["addrs"][0]["port"],
+        b.addr.port()
+    );
+}

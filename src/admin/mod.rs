@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 
 pub use logging::{LogControl, init_logging};
 
-use crate::naming::{DelegateError, Dtab, Path};
+use crate::naming::{DelegateError, Dtab, Path, transform_explanation};
 use crate::router::Router;
 use crate::runtime::{NamerHandle, Shutdown};
 use crate::telemetry::Registry;
@@ -273,7 +273,13 @@ async fn delegator(state: &AdminState, req: Request<Incoming>) -> AdminResponse 
         None => router.base_dtab.clone(),
     };
     match router.namers.delegate(&dtab, &path) {
-        Ok(tree) => json_response(StatusCode::OK, &tree.to_json()),
+        Ok(tree) => {
+            let tree = router
+                .transformers
+                .iter()
+                .fold(tree, |t, x| transform_explanation(t, x.as_ref()));
+            json_response(StatusCode::OK, &tree.to_json())
+        }
         Err(DelegateError::Pending) => text(StatusCode::SERVICE_UNAVAILABLE, "Request timed out."),
         Err(DelegateError::Failed(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
     }

@@ -222,9 +222,13 @@ impl Validation {
     }
 
     fn transformers(&mut self, at: &str, ts: &[Transformer]) {
-        // The model reads every transformer kind; none is applied by the router yet.
         for (i, t) in ts.iter().enumerate() {
-            self.kind(&format!("{at}.transformers[{i}]"), "transformer", t.kind());
+            if matches!(
+                t,
+                Transformer::K8sDaemonset(_) | Transformer::K8sLocalnode(_)
+            ) {
+                self.kind(&format!("{at}.transformers[{i}]"), "transformer", t.kind());
+            }
         }
     }
 

@@ -18,6 +18,7 @@ mod parse;
 mod path;
 mod prefix;
 mod system;
+mod transform;
 mod tree;
 mod weight;
 
@@ -31,6 +32,7 @@ pub use parse::ParseError;
 pub use path::{Label, Path};
 pub use prefix::{Prefix, PrefixElem};
 pub use system::{SYSTEM_NAMER_CLASSES, SystemNamer};
+pub use transform::{Transformer, map_leaves, transform_all, transform_explanation};
 pub use tree::{NameTree, Weighted};
 
 /// Parses a name tree (`/a & 0.5*/b | ~`).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::Router;
 use super::error::{ErrorKind, ProxyError};
-use crate::naming::{Activity, Bound, Dtab, NameTree, Path};
+use crate::naming::{Activity, Bound, Dtab, NameTree, Path, transform_all};
 
 type Bound_ = Result<Rc<NameTree<Bound>>, ProxyError>;
 
@@ -59,7 +59,11 @@ impl BindingCache {
             return entry.result.clone();
         }
         let dtab = router.base_dtab.concat(local);
-        let result = match router.namers.bind(&dtab, name) {
+        let bound = match router.namers.bind(&dtab, name) {
+            Activity::Ok(tree) => Activity::Ok(transform_all(tree, &router.transformers)),
+            other => other,
+        };
+        let result = match bound {
             Activity::Ok(NameTree::Neg | NameTree::Fail | NameTree::Empty) => {
                 Err(no_hosts(name, &router.base_dtab, local))
             }

@@ -76,6 +76,8 @@ pub struct Router {
     pub binding_timeout: Duration,
     /// The clients bindings have produced, for `/client_state.json`.
     pub clients: ClientRegistry,
+    /// The interpreter's transformers, applied in order to every bound tree.
+    pub transformers: Vec<Arc<dyn crate::naming::Transformer>>,
 }
 
 /// The bound clients of a router and their current addresses. Written when a binding is
@@ -150,8 +152,14 @@ fn identifier(id: &config::Identifier) -> Option<plexus_http::Identifier> {
 }
 
 impl Router {
-    /// Builds a router from its (validated) configuration.
-    pub fn from_config(cfg: &HttpRouter, namers: Namers, epoch: Epoch) -> Arc<Router> {
+    /// Builds a router from its (validated) configuration; `transformers` are its
+    /// interpreter's, already built.
+    pub fn from_config(
+        cfg: &HttpRouter,
+        namers: Namers,
+        epoch: Epoch,
+        transformers: Vec<Arc<dyn crate::naming::Transformer>>,
+    ) -> Arc<Router> {
         let identifiers: Vec<_> = match &cfg.identifier {
             None => vec![plexus_http::Identifier::default_http()],
             Some(ids) => ids.as_slice().iter().filter_map(identifier).collect(),
@@ -187,6 +195,7 @@ impl Router {
             connect_timeout: Duration::from_secs(5),
             binding_timeout: Duration::from_millis(cfg.binding_timeout_ms.unwrap_or(10_000)),
             clients: ClientRegistry::default(),
+            transformers,
         })
     }
 }
