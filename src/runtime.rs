@@ -82,19 +82,40 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
     TcpListener::from_std(std).map_err(err)
 }
 
+/// How file namers are kept current.
+enum Watching {
+    /// A supervised watch actor per namer (a running proxy).
+    Actors,
+    /// One scan now, nothing after (command-line tools).
+    ScanOnce,
+}
+
 /// The namers a configuration declares, mounted in order, plus the system namer; and
 /// their watch actors, which live as long as these handles are kept.
-fn namers(config: &Config, epoch: &Epoch) -> Result<(Namers, Vec<NamerHandle>), StartError> {
+fn namers(
+    config: &Config,
+    epoch: &Epoch,
+    watching: Watching,
+) -> Result<(Namers, Vec<NamerHandle>), StartError> {
     let mut namers = Namers::new(SystemNamer::default());
     let mut handles = Vec::new();
     for namer in &config.namers {
         if let NamerConfig::Fs(fs) = namer {
             let prefix = mount_prefix(fs.prefix.as_ref(), "io.l5d.fs");
             let (namer, watch) = FsNamer::new(fs.root_dir.clone(), prefix.clone(), epoch.clone());
-            handles.push(NamerHandle {
-                fs: namer.clone(),
-                _watch: watch.start(),
-            });
+            match watching {
+                Watching::Actors => handles.push(NamerHandle {
+                    fs: namer.clone(),
+                    _watch: Some(watch.start()),
+                }),
+                Watching::ScanOnce => {
+                    watch.scan_now();
+                    handles.push(NamerHandle {
+                        fs: namer.clone(),
+                        _watch: None,
+                    });
+                }
+            }
             let own = fs
                 .transformers
                 .iter()
@@ -111,11 +132,43 @@ fn namers(config: &Config, epoch: &Epoch) -> Result<(Namers, Vec<NamerHandle>), 
     Ok((namers, handles))
 }
 
+/// The routers of a configuration, sharing `namers`.
+fn routers(
+    config: &Config,
+    namers: &Namers,
+    epoch: &Epoch,
+) -> Result<Vec<Arc<Router>>, StartError> {
+    let mut routers = Vec::new();
+    for router in &config.routers {
+        let RouterConfig::Http(h) = router else {
+            continue;
+        };
+        let own = match &h.interpreter {
+            Some(Interpreter::Default(d)) => d
+                .transformers
+                .iter()
+                .map(transformers::build)
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
+        routers.push(Router::from_config(h, namers.clone(), epoch.clone(), own));
+    }
+    Ok(routers)
+}
+
+/// A configuration's routers with their namers read once, for tools that explain or
+/// bind names offline (`plexus dtab delegate --config`). Starts nothing.
+pub fn offline_routers(config: &Config) -> Result<Vec<Arc<Router>>, StartError> {
+    let epoch = Epoch::new();
+    let (namers, _) = namers(config, &epoch, Watching::ScanOnce)?;
+    routers(config, &namers, &epoch)
+}
+
 /// A running namer: its state for the admin server, and its watch actor.
 pub struct NamerHandle {
     /// The file namer, for `/namer_state/io.l5d.fs.json`.
     pub fs: FsNamer,
-    _watch: Addr<FsWatch>,
+    _watch: Option<Addr<FsWatch>>,
 }
 
 /// `prefix: /x` in a namer's config means `/#/x`.
@@ -136,22 +189,8 @@ pub async fn run(
     if metrics::set_global_recorder(registry.clone()).is_err() {
         tracing::warn!("a metrics recorder was already installed; metrics endpoints will be empty");
     }
-    let (namers, namer_handles) = namers(&config, &epoch)?;
-    let mut routers: Vec<Arc<Router>> = Vec::new();
-    for router in &config.routers {
-        let RouterConfig::Http(h) = router else {
-            continue;
-        };
-        let own = match &h.interpreter {
-            Some(Interpreter::Default(d)) => d
-                .transformers
-                .iter()
-                .map(transformers::build)
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => Vec::new(),
-        };
-        routers.push(Router::from_config(h, namers.clone(), epoch.clone(), own));
-    }
+    let (namers, namer_handles) = namers(&config, &epoch, Watching::Actors)?;
+    let routers = routers(&config, &namers, &epoch)?;
 
     // Bind everything before starting anything, so a taken port fails fast and clearly.
     let admin_addr = SocketAddr::new(

@@ -290,3 +290,60 @@ fn binding_failures_exit_1_and_bad_catalogs_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"nowhere\" is not an ip:port address"));
 }
+
+#[test]
+fn delegate_and_bind_can_use_a_configs_router() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-config");
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("dirs");
+    std::fs::write(disco.join("world-v1"), "127.0.1.10 7778\n").expect("file");
+    std::fs::write(disco.join("world-v2"), "127.0.2.10 7778 * 3\n").expect("file");
+    let config = dir.join("linkerd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "namers:\n- kind: io.l5d.fs\n  rootDir: {}\nrouters:\n- protocol: http\n  label: outgoing\n  \
+             dtab: /svc=>/#/io.l5d.fs/world-v1\n  interpreter:\n    kind: default\n    transformers:\n    \
+             - kind: io.l5d.port\n      port: 4141\n  servers: [{{port: 4140}}]\n",
+            disco.display()
+        ),
+    )
+    .expect("config");
+    let config = config.to_string_lossy().into_owned();
+    let base = ["--config", config.as_str(), "--router", "outgoing"];
+
+    let bound = json_out(&[&["dtab", "bind", "--json"][..], &base, &["", "/svc/x"]].concat());
+    assert_eq!(bound["tree"], "/%/io.l5d.port/4141/#/io.l5d.fs/world-v1");
+    assert_eq!(bound["leaves"][0]["addrs"], json!(["127.0.1.10:4141"]));
+    assert_eq!(bound["leaves"][0]["residual"], "/x");
+
+    // The DTAB argument is appended to the router's dtab, like an l5d-dtab override.
+    let over = json_out(
+        &[
+            &["dtab", "delegate", "--json"][..],
+            &base,
+            &["/svc=>/#/io.l5d.fs/world-v2", "/svc"],
+        ]
+        .concat(),
+    );
+    assert_eq!(over["type"], "alt", "{over}");
+    assert_eq!(over["alt"][0]["type"], "transformation");
+    assert_eq!(over["alt"][0]["bound"]["id"], "/#/io.l5d.fs/world-v2");
+    assert_eq!(
+        over["alt"][0]["tree"]["bound"]["id"],
+        "/%/io.l5d.port/4141/#/io.l5d.fs/world-v2"
+    );
+
+    let out = plexus(
+        &[
+            &["dtab", "bind"][..],
+            &["--config", config.as_str(), "--router", "nope"],
+            &["", "/svc"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no router \"nope\" (routers: outgoing)")
+    );
+}

@@ -19,6 +19,72 @@ pub(super) struct JsonFlag {
     json: bool,
 }
 
+/// Where `bind` and `delegate` get their namers: a what-if catalog, or the router of a
+/// real configuration (its namers read once, its dtab, its transformers).
+#[derive(Args, Debug)]
+pub(super) struct Source {
+    /// A YAML service catalog standing in for the namers (see docs/dtabs.md).
+    #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+    catalog: Option<PathBuf>,
+    /// A Linkerd 1.x configuration: use its router's namers and transformers; the DTAB
+    /// argument is appended to the router's dtab, like an l5d-dtab header (may be "").
+    #[arg(long, requires = "router")]
+    config: Option<PathBuf>,
+    /// The label of the router in --config.
+    #[arg(long, requires = "config")]
+    router: Option<String>,
+}
+
+/// Namers, the dtab to use and transformers to apply, from a catalog or a router.
+struct Resolver {
+    namers: crate::naming::Namers,
+    dtab: Dtab,
+    transformers: Vec<std::sync::Arc<dyn crate::naming::Transformer>>,
+}
+
+impl Source {
+    fn resolve(&self, dtab: Dtab) -> Result<Resolver, CliError> {
+        if let Some(catalog) = &self.catalog {
+            return Ok(Resolver {
+                namers: catalog::load(catalog)?,
+                dtab,
+                transformers: Vec::new(),
+            });
+        }
+        let (Some(file), Some(label)) = (&self.config, &self.router) else {
+            return Err(CliError::BadInput(
+                "give --catalog FILE, or --config FILE --router LABEL".into(),
+            ));
+        };
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| CliError::BadInput(format!("{name}: {e}")))?;
+        let config = crate::config::Config::parse(&text)
+            .map_err(|e| CliError::BadInput(format!("{name}: {e}")))?;
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(CliError::BadInput(format!(
+                "{name}: {}",
+                problems.join("; ")
+            )));
+        }
+        let routers = crate::runtime::offline_routers(&config)
+            .map_err(|e| CliError::BadInput(format!("{name}: {e}")))?;
+        let Some(router) = routers.iter().find(|r| r.label == *label) else {
+            let labels: Vec<&str> = routers.iter().map(|r| r.label.as_str()).collect();
+            return Err(CliError::BadInput(format!(
+                "{name} has no router {label:?} (routers: {})",
+                labels.join(", ")
+            )));
+        };
+        Ok(Resolver {
+            namers: router.namers.clone(),
+            dtab: router.base_dtab.concat(&dtab),
+            transformers: router.transformers.clone(),
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub(super) enum PathCommand {
     /// Show a path's canonical form and its elements.
@@ -72,9 +138,8 @@ pub(super) enum DtabCommand {
         dtab: String,
         /// The path to bind.
         path: String,
-        /// A YAML service catalog standing in for the namers (see docs/dtabs.md).
-        #[arg(long)]
-        catalog: PathBuf,
+        #[command(flatten)]
+        source: Source,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -84,9 +149,8 @@ pub(super) enum DtabCommand {
         dtab: String,
         /// The path to explain.
         path: String,
-        /// A YAML service catalog standing in for the namers (see docs/dtabs.md).
-        #[arg(long)]
-        catalog: PathBuf,
+        #[command(flatten)]
+        source: Source,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -189,18 +253,21 @@ pub(super) fn run_dtab(cmd: DtabCommand) -> Result<String, CliError> {
         DtabCommand::Bind {
             dtab,
             path,
-            catalog,
+            source,
             out,
         } => {
             let dtab = parse_dtab(&read_arg(&dtab, &mut stdin)?)?;
             let path = parse_path(&read_arg(&path, &mut stdin)?)?;
-            let namers = catalog::load(&catalog)?;
-            match namers.bind(&dtab, &path) {
-                Activity::Ok(tree) => Ok(if out.json {
-                    to_json(&bound_json(&tree))
-                } else {
-                    bound_text(&tree)
-                }),
+            let r = source.resolve(dtab)?;
+            match r.namers.bind(&r.dtab, &path) {
+                Activity::Ok(tree) => {
+                    let tree = crate::naming::transform_all(tree, &r.transformers);
+                    Ok(if out.json {
+                        to_json(&bound_json(&tree))
+                    } else {
+                        bound_text(&tree)
+                    })
+                }
                 Activity::Pending => Err(CliError::Failed(
                     "binding is pending: a namer has not answered".into(),
                 )),
@@ -210,15 +277,19 @@ pub(super) fn run_dtab(cmd: DtabCommand) -> Result<String, CliError> {
         DtabCommand::Delegate {
             dtab,
             path,
-            catalog,
+            source,
             out,
         } => {
             let dtab = parse_dtab(&read_arg(&dtab, &mut stdin)?)?;
             let path = parse_path(&read_arg(&path, &mut stdin)?)?;
-            let namers = catalog::load(&catalog)?;
-            let tree = namers
-                .delegate(&dtab, &path)
+            let r = source.resolve(dtab)?;
+            let tree = r
+                .namers
+                .delegate(&r.dtab, &path)
                 .map_err(|e| CliError::Failed(format!("delegating {path} failed: {e}")))?;
+            let tree = r.transformers.iter().fold(tree, |t, x| {
+                crate::naming::transform_explanation(t, x.as_ref())
+            });
             Ok(if out.json {
                 to_json(&tree.to_json())
             } else {
