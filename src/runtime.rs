@@ -219,6 +219,7 @@ pub async fn run(
         acceptors
             .push(ServerActor::new(listener, router, spec, workers.clone(), drain.clone()).start());
     }
+    let registry_handle = registry.clone();
     let prometheus = config.telemetry.iter().find_map(|t| match t {
         Telemeter::Prometheus(p) => Some((p.path.clone(), p.prefix.clone().unwrap_or_default())),
         _ => None,
@@ -233,6 +234,7 @@ pub async fn run(
     );
     tracing::info!(addr = %admin_addr, "admin server");
     let admin_task = actix_rt::spawn(admin::serve(admin_listener, admin));
+    let evictor = actix_rt::spawn(evict_idle(routers.clone(), registry_handle));
 
     tokio::select! {
         () = shutdown.wait() => tracing::info!("shutdown requested"),
@@ -255,11 +257,31 @@ pub async fn run(
         );
     }
     admin_task.abort();
+    evictor.abort();
     for arbiter in arbiters {
         arbiter.stop();
         let _ = arbiter.join();
     }
     Ok(())
+}
+
+/// Evicts idle services and clients (and their metrics) of every router, checking a
+/// tenth of the idle TTL apart.
+async fn evict_idle(routers: Vec<Arc<Router>>, registry: Registry) {
+    let period = routers
+        .iter()
+        .map(|r| r.idle_ttl / 10)
+        .min()
+        .unwrap_or(Duration::from_secs(60))
+        .clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let now = std::time::Instant::now();
+        for router in &routers {
+            router.evict_idle(&registry, now);
+        }
+    }
 }
 
 /// SIGINT or SIGTERM.

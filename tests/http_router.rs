@@ -570,3 +570,56 @@ fn transformers_rewrite_bound_names_and_show_in_the_delegator() {
         b.addr.port()
     );
 }
+
+#[test]
+fn idle_services_and_clients_are_evicted_with_their_metrics() {
+    let dir = scratch("evict");
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("disco");
+    let b = backend::start();
+    write_service(&disco, "web", &[b.addr]);
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: {admin}}}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {disco}\n\
+         routers:\n- protocol: http\n  bindingCache: {{idleTtlSecs: 1}}\n  dtab: /svc => /#/io.l5d.fs\n  servers:\n  - port: {port}\n",
+        disco = disco.display()
+    );
+    let _plexus = start_plexus(&dir, &config);
+    wait_for("plexus to serve", || {
+        listening(format!("127.0.0.1:{admin}").parse().expect("addr"))
+    });
+    let proxy = format!("http://127.0.0.1:{port}");
+    wait_for("web to answer", || {
+        curl(&["-x", &proxy, "http://web/"]).status == 200
+    });
+    let metrics = |q: &str| {
+        curl(&[&format!(
+            "http://127.0.0.1:{admin}/admin/metrics.json?q={q}"
+        )])
+        .status
+    };
+    let clients = || curl(&[&format!("http://127.0.0.1:{admin}/client_state.json")]).body;
+    assert_eq!(metrics("rt/http/service/svc/web"), 200);
+    assert_eq!(metrics("rt/http/client/#/io.l5d.fs/web"), 200);
+    assert!(clients().contains("/#/io.l5d.fs/web"));
+    // Idle for more than a second: gone, series and client state alike.
+    wait_for("the idle service to be evicted", || {
+        metrics("rt/http/service/svc/web") == 404
+    });
+    wait_for("the idle client to be evicted", || {
+        metrics("rt/http/client/#/io.l5d.fs/web") == 404
+    });
+    assert!(!clients().contains("/#/io.l5d.fs/web"));
+    // Traffic brings them back.
+    assert_eq!(curl(&["-x", &proxy, "http://web/"]).status, 200);
+    assert_eq!(metrics("rt/http/service/svc/web"), 200);
+    let requests: serde_json::Value = serde_json::from_str(
+        &curl(&[&format!(
+            "http://127.0.0.1:{admin}/admin/metrics.json?q=rt/http/service/svc/web/requests"
+        )])
+        .body,
+    )
+    .expect("json");
+    // Counted afresh from zero: the evicted series did not survive.
+    assert_eq!(requests, serde_json::json!({"": 1}));
+}

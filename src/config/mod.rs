@@ -20,8 +20,8 @@ pub use namer::{
     Transformer,
 };
 pub use router::{
-    DefaultInterpreter, HeaderPathIdentifier, HeaderToken, HttpRouter, Identifier, Interpreter,
-    MethodAndHost, OneOrMany, PathIdentifier, Router, Server, StaticIdentifier,
+    BindingCache, DefaultInterpreter, HeaderPathIdentifier, HeaderToken, HttpRouter, Identifier,
+    Interpreter, MethodAndHost, OneOrMany, PathIdentifier, Router, Server, StaticIdentifier,
 };
 pub use stack::{ClientConfig, ServiceConfig, StackKind};
 use value::NotYet;
@@ -266,7 +266,6 @@ impl Validation {
         self.keys(
             at,
             &[
-                ("bindingCache", r.binding_cache.is_some()),
                 ("announcers", r.announcers.is_some()),
                 ("httpAccessLog", r.http_access_log.is_some()),
                 (

@@ -84,8 +84,9 @@ pub struct HttpRouter {
     /// Biggest error body Plexus generates, in KB (default 5120).
     #[serde(rename = "maxErrResponseKB")]
     pub max_err_response_kb: Option<u64>,
-    /// Not implemented yet.
-    pub binding_cache: NotYet,
+    /// Cache sizes (accepted; Plexus evicts by idle time only) and `idleTtlSecs`, after
+    /// which idle bindings, clients and their metrics are dropped (default 600).
+    pub binding_cache: Option<BindingCache>,
     /// Not implemented yet.
     pub announcers: NotYet,
     /// Not implemented yet.
@@ -100,6 +101,22 @@ pub struct HttpRouter {
     pub compression_level: NotYet,
     /// Not implemented yet.
     pub trace_propagator: NotYet,
+}
+
+/// `bindingCache:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BindingCache {
+    /// Accepted for compatibility.
+    pub paths: Option<u64>,
+    /// Accepted for compatibility.
+    pub trees: Option<u64>,
+    /// Accepted for compatibility.
+    pub bounds: Option<u64>,
+    /// Accepted for compatibility.
+    pub clients: Option<u64>,
+    /// Seconds of idleness after which bindings, clients and their metrics are dropped.
+    pub idle_ttl_secs: Option<u64>,
 }
 
 /// `x` or `[x, y]`.

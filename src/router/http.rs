@@ -5,7 +5,7 @@
 //! respond. Failures at any step are answered by [`ProxyError::response`]; nothing here
 //! panics on input from the network.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -34,8 +34,8 @@ pub struct Worker {
     pub router: Arc<Router>,
     bindings: RefCell<BindingCache>,
     servers: RefCell<HashMap<SocketAddr, Rc<ScopeStats>>>,
-    services: RefCell<HashMap<Path, Rc<ScopeStats>>>,
-    clients: RefCell<HashMap<Path, Rc<ScopeStats>>>,
+    services: ScopeCache,
+    clients: ScopeCache,
 }
 
 impl Worker {
@@ -55,24 +55,49 @@ impl Worker {
         self.servers
             .borrow_mut()
             .entry(addr)
-            .or_insert_with(|| Rc::new(ScopeStats::new(&self.router.label, Scope::Server, &id)))
+            .or_insert_with(|| {
+                Rc::new(ScopeStats::new(
+                    &self.router.label,
+                    Scope::Server,
+                    &id,
+                    None,
+                ))
+            })
             .clone()
     }
 
+    /// The stats of a service or client, registered again when this worker has not used
+    /// them for the idle TTL (the sweeper may have evicted their series meanwhile).
     fn scoped(
         &self,
-        map: &RefCell<HashMap<Path, Rc<ScopeStats>>>,
+        map: &ScopeCache,
         scope: Scope,
         name: &Path,
     ) -> Rc<ScopeStats> {
-        if let Some(s) = map.borrow().get(name) {
-            return s.clone();
+        let now = Instant::now();
+        if let Some((stats, used)) = map.borrow().get(name)
+            && now.saturating_duration_since(used.get()) <= self.router.idle_ttl
+        {
+            used.set(now);
+            return stats.clone();
         }
-        let stats = Rc::new(ScopeStats::new(&self.router.label, scope, &name.show()));
-        map.borrow_mut().insert(name.clone(), stats.clone());
+        let stats = Rc::new(ScopeStats::new(
+            &self.router.label,
+            scope,
+            &name.show(),
+            Some(&self.router.activity),
+        ));
+        let mut map = map.borrow_mut();
+        map.retain(|_, (_, used)| {
+            now.saturating_duration_since(used.get()) <= self.router.idle_ttl
+        });
+        map.insert(name.clone(), (stats.clone(), Cell::new(now)));
         stats
     }
 }
+
+/// Per-worker stats handles by name, with when this worker last used each.
+type ScopeCache = RefCell<HashMap<Path, (Rc<ScopeStats>, Cell<Instant>)>>;
 
 thread_local! {
     static WORKERS: RefCell<HashMap<String, Rc<Worker>>> = RefCell::new(HashMap::new());

@@ -78,6 +78,8 @@ pub struct Router {
     pub clients: ClientRegistry,
     /// The interpreter's transformers, applied in order to every bound tree.
     pub transformers: Vec<Arc<dyn crate::naming::Transformer>>,
+    /// When each service and client was last used, for idle eviction.
+    pub activity: stats::Activity,
 }
 
 /// The bound clients of a router and their current addresses. Written when a binding is
@@ -100,6 +102,13 @@ impl ClientRegistry {
         }
     }
 
+    /// Forgets a client (evicted when idle).
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut clients) = self.0.lock() {
+            clients.remove(id);
+        }
+    }
+
     /// Client id → addresses.
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<String>> {
         self.0.lock().map(|c| c.clone()).unwrap_or_default()
@@ -112,6 +121,26 @@ impl std::fmt::Debug for Router {
             .field("label", &self.label)
             .field("servers", &self.servers)
             .finish()
+    }
+}
+
+impl Router {
+    /// Drops services and clients idle for longer than the idle TTL: their metrics
+    /// series and their `/client_state.json` entries. Returns how many were evicted.
+    pub fn evict_idle(
+        &self,
+        registry: &crate::telemetry::Registry,
+        now: std::time::Instant,
+    ) -> usize {
+        let idle = self.activity.take_idle(self.idle_ttl, now);
+        for (scope, id) in &idle {
+            registry.remove_matching(&[("rt", self.label.as_str()), (scope.key(), id.as_str())]);
+            if *scope == stats::Scope::Client {
+                self.clients.forget(&format!("/{id}"));
+            }
+            tracing::debug!(router = %self.label, scope = scope.key(), %id, "evicted idle");
+        }
+        idle.len()
     }
 }
 
@@ -191,11 +220,17 @@ impl Router {
                 max_header_bytes: kb(cfg.max_headers_kb, 8),
                 max_err_body_bytes: kb(cfg.max_err_response_kb, 5120),
             },
-            idle_ttl: Duration::from_secs(600),
+            idle_ttl: Duration::from_secs(
+                cfg.binding_cache
+                    .as_ref()
+                    .and_then(|b| b.idle_ttl_secs)
+                    .unwrap_or(600),
+            ),
             connect_timeout: Duration::from_secs(5),
             binding_timeout: Duration::from_millis(cfg.binding_timeout_ms.unwrap_or(10_000)),
             clients: ClientRegistry::default(),
             transformers,
+            activity: stats::Activity::default(),
         })
     }
 }

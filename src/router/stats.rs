@@ -7,12 +7,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 /// Which scope a set of stats belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// `rt/<router>/server/<ip>/<port>`.
     Server,
@@ -23,7 +25,8 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn key(self) -> &'static str {
+    /// The label key of this scope's id.
+    pub fn key(self) -> &'static str {
         match self {
             Scope::Server => "server",
             Scope::Service => "service",
@@ -32,9 +35,63 @@ impl Scope {
     }
 }
 
+/// When each service and client scope of a router was last used, so idle ones can be
+/// evicted with their metrics. Workers stamp it on every request (one relaxed atomic
+/// store); the sweeper reads it.
+#[derive(Debug)]
+pub struct Activity {
+    origin: Instant,
+    scopes: Mutex<HashMap<(Scope, String), Arc<AtomicU64>>>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            origin: Instant::now(),
+            scopes: Mutex::default(),
+        }
+    }
+}
+
+impl Activity {
+    fn stamp(&self, scope: Scope, id: &str) -> Arc<AtomicU64> {
+        let stamp = Arc::new(AtomicU64::new(self.millis(Instant::now())));
+        match self.scopes.lock() {
+            Ok(mut scopes) => scopes
+                .entry((scope, id.to_string()))
+                .or_insert(stamp)
+                .clone(),
+            Err(_) => stamp,
+        }
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    /// Forgets the scopes idle for longer than `ttl` and returns them.
+    pub fn take_idle(&self, ttl: Duration, now: Instant) -> Vec<(Scope, String)> {
+        let now = self.millis(now);
+        let ttl = ttl.as_millis() as u64;
+        let Ok(mut scopes) = self.scopes.lock() else {
+            return Vec::new();
+        };
+        let idle: Vec<(Scope, String)> = scopes
+            .iter()
+            .filter(|(_, last)| now.saturating_sub(last.load(Ordering::Relaxed)) > ttl)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &idle {
+            scopes.remove(key);
+        }
+        idle
+    }
+}
+
 /// The request stats of one scope.
 pub struct ScopeStats {
     scope: Scope,
+    last_used: Option<(Arc<AtomicU64>, Instant)>,
     labels: [(String, String); 2],
     requests: Counter,
     success: Counter,
@@ -57,8 +114,11 @@ macro_rules! scoped {
 }
 
 impl ScopeStats {
-    /// Registers the stats of `scope` `id` (without its leading `/`) of router `rt`.
-    pub fn new(rt: &str, scope: Scope, id: &str) -> Self {
+    /// Registers the stats of `scope` `id` (without its leading `/`) of router `rt`;
+    /// with `activity`, every request stamps the scope as used.
+    pub fn new(rt: &str, scope: Scope, id: &str, activity: Option<&Activity>) -> Self {
+        let trimmed = id.trim_start_matches('/');
+        let last_used = activity.map(|a| (a.stamp(scope, trimmed), a.origin));
         let labels = [
             ("rt".to_string(), rt.to_string()),
             (
@@ -73,6 +133,7 @@ impl ScopeStats {
             latency: scoped!(histogram, scope, "request_latency_ms", &labels),
             pending: scoped!(gauge, scope, "pending", &labels),
             scope,
+            last_used,
             labels,
             by_status: RefCell::new(HashMap::new()),
             by_failure: RefCell::new(HashMap::new()),
@@ -83,7 +144,14 @@ impl ScopeStats {
     pub fn start(&self) -> Instant {
         self.requests.increment(1);
         self.pending.increment(1.0);
-        Instant::now()
+        let now = Instant::now();
+        if let Some((last, origin)) = &self.last_used {
+            last.store(
+                now.saturating_duration_since(*origin).as_millis() as u64,
+                Ordering::Relaxed,
+            );
+        }
+        now
     }
 
     /// A request ended with an HTTP status (`None`: it failed without one).
