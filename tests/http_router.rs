@@ -92,7 +92,8 @@ fn mesh(name: &str) -> Mesh {
         "admin:\n  ip: 127.0.0.1\n  port: {admin}\n  shutdownGraceMs: 10000\n\
          namers:\n- kind: io.l5d.fs\n  rootDir: {disco}\n\
          routers:\n- protocol: http\n  label: outgoing\n  dtab: |\n    /srv => /#/io.l5d.fs;\n    /host => /srv;\n    /svc => /host;\n    /host/world => /srv/world-v1;\n\
-         \x20 servers:\n  - ip: 127.0.0.1\n    port: {outgoing}\n  - ip: 127.0.0.1\n    port: {edge}\n    clearContext: true\n",
+         \x20 servers:\n  - ip: 127.0.0.1\n    port: {outgoing}\n    addForwardedHeader:\n      by: {{kind: router}}\n      for: {{kind: ip}}\n\
+         \x20 - ip: 127.0.0.1\n    port: {edge}\n    clearContext: true\n",
         disco = disco.display()
     );
     let plexus = start_plexus(&dir, &config);
@@ -271,6 +272,17 @@ fn proxy_headers_are_rewritten_as_linkerd_does() {
     want(&rsp, "l5d-dst-client: /#/io.l5d.fs/echo\n");
     want(&rsp, "via: 1.1 plexus\n");
     want(&rsp, "l5d-ctx-custom: kept\n");
+    want(
+        &rsp,
+        "forwarded: by=_outgoing;for=127.0.0.1;host=echo;proto=http\n",
+    );
+    assert!(
+        rsp.body
+            .lines()
+            .any(|l| l.starts_with("l5d-reqid: ") && l.len() == "l5d-reqid: ".len() + 16),
+        "{}",
+        rsp.body
+    );
     assert!(!rsp.body.contains("x-hop"), "{}", rsp.body);
     assert_eq!(rsp.header("via"), Some("1.1 plexus"));
     assert_eq!(rsp.header("l5d-success-class"), Some("1.0"));
@@ -622,4 +634,19 @@ fn idle_services_and_clients_are_evicted_with_their_metrics() {
     .expect("json");
     // Counted afresh from zero: the evicted series did not survive.
     assert_eq!(requests, serde_json::json!({"": 1}));
+}
+
+#[test]
+fn head_requests_and_oversized_heads() {
+    let m = mesh("head");
+    let rsp = curl(&["-I", "-x", &m.proxy(), "http://world-v1/"]);
+    assert_eq!((rsp.status, rsp.body.as_str()), (200, ""));
+    assert_eq!(rsp.header("content-length"), Some("18"), "{rsp:?}");
+    // A request head over maxHeadersKB + maxInitialLineKB (12 KiB) is refused.
+    let big = format!("x-big: {}", "a".repeat(16 * 1024));
+    assert_eq!(
+        curl(&["-x", &m.proxy(), "-H", &big, "http://world-v1/"]).status,
+        431
+    );
+    assert_eq!(curl(&["-x", &m.proxy(), "http://world-v1/"]).status, 200);
 }

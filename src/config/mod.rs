@@ -20,8 +20,9 @@ pub use namer::{
     Transformer,
 };
 pub use router::{
-    BindingCache, DefaultInterpreter, HeaderPathIdentifier, HeaderToken, HttpRouter, Identifier,
-    Interpreter, MethodAndHost, OneOrMany, PathIdentifier, Router, Server, StaticIdentifier,
+    AddForwardedHeader, BindingCache, DefaultInterpreter, HeaderPathIdentifier, HeaderToken,
+    HttpRouter, Identifier, Interpreter, Labeler, MethodAndHost, NoSettings, OneOrMany,
+    PathIdentifier, Router, Server, StaticIdentifier, StaticLabel,
 };
 pub use stack::{ClientConfig, ServiceConfig, StackKind};
 use value::NotYet;
@@ -256,7 +257,6 @@ impl Validation {
                     ("socketOptions", s.socket_options.is_some()),
                     ("serverSession", s.server_session.is_some()),
                     ("announce", s.announce.is_some()),
-                    ("addForwardedHeader", s.add_forwarded_header.is_some()),
                     ("timestampHeader", s.timestamp_header.is_some()),
                     ("maxConcurrentRequests", s.max_concurrent_requests.is_some()),
                     ("timeoutMs", s.timeout_ms.is_some()),

@@ -151,8 +151,8 @@ pub struct Server {
     pub label: Option<String>,
     /// Strip inbound `l5d-*` context and sanitise responses (for edges).
     pub clear_context: Option<bool>,
-    /// Not implemented yet.
-    pub add_forwarded_header: NotYet,
+    /// Add an RFC 7239 `Forwarded` header naming this proxy and the client.
+    pub add_forwarded_header: Option<AddForwardedHeader>,
     /// Header carrying the time the request arrived (epoch ms).
     pub timestamp_header: Option<String>,
     /// Limit on `Via` entries before a request is refused (default 1000).
@@ -169,6 +169,54 @@ pub struct Server {
     pub server_session: NotYet,
     /// Not implemented yet.
     pub announce: NotYet,
+}
+
+/// `addForwardedHeader:` of a server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddForwardedHeader {
+    /// How this proxy is named (default `requestRandom`).
+    pub by: Option<Labeler>,
+    /// How the client is named (default `requestRandom`).
+    #[serde(rename = "for")]
+    pub for_: Option<Labeler>,
+}
+
+/// A `Forwarded` node labeler.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Labeler {
+    /// The IP address.
+    #[serde(rename = "ip")]
+    Ip(NoSettings),
+    /// The IP address and port.
+    #[serde(rename = "ip:port")]
+    IpPort(NoSettings),
+    /// Random per connection.
+    #[serde(rename = "connectionRandom")]
+    ConnectionRandom(NoSettings),
+    /// Random per request.
+    #[serde(rename = "requestRandom")]
+    RequestRandom(NoSettings),
+    /// The router's label.
+    #[serde(rename = "router")]
+    Router(NoSettings),
+    /// A fixed label.
+    #[serde(rename = "static")]
+    Static(StaticLabel),
+}
+
+/// A plugin with no settings besides its kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
+
+/// `kind: static` labeler settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticLabel {
+    /// The label.
+    pub label: String,
 }
 
 /// How an HTTP request becomes a logical name.

@@ -30,6 +30,13 @@ pub fn uniform() -> f64 {
     })
 }
 
+/// A random identifier (16 hex digits), for request ids and obfuscated labels.
+pub fn random_id() -> String {
+    let hi = (uniform() * (1u64 << 32) as f64) as u64;
+    let lo = (uniform() * (1u64 << 32) as f64) as u64;
+    format!("{:016x}", hi << 32 | lo)
+}
+
 /// The leaf a request goes to.
 pub fn leaf(
     tree: &NameTree<Bound>,

@@ -68,12 +68,7 @@ impl Worker {
 
     /// The stats of a service or client, registered again when this worker has not used
     /// them for the idle TTL (the sweeper may have evicted their series meanwhile).
-    fn scoped(
-        &self,
-        map: &ScopeCache,
-        scope: Scope,
-        name: &Path,
-    ) -> Rc<ScopeStats> {
+    fn scoped(&self, map: &ScopeCache, scope: Scope, name: &Path) -> Rc<ScopeStats> {
         let now = Instant::now();
         if let Some((stats, used)) = map.borrow().get(name)
             && now.saturating_duration_since(used.get()) <= self.router.idle_ttl
@@ -132,12 +127,13 @@ fn error_response(router: &Router, e: &ProxyError) -> Response<ProxyBody> {
 pub async fn handle(
     worker: Rc<Worker>,
     server: Rc<ServerSpec>,
+    conn: Rc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let router = &worker.router;
     let stats = worker.server_stats(server.addr);
     let started = stats.start();
-    let (mut rsp, failure) = match route(&worker, &server, req).await {
+    let (mut rsp, failure) = match route(&worker, &server, &conn, req).await {
         Ok(rsp) => (rsp, None),
         Err(e) => {
             tracing::debug!(router = %router.label, error = %e, "request failed");
@@ -170,6 +166,7 @@ fn take_local_dtab(headers: &mut http::HeaderMap) -> Result<Dtab, ProxyError> {
 async fn route(
     worker: &Worker,
     server: &ServerSpec,
+    conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let router = &worker.router;
@@ -201,7 +198,7 @@ async fn route(
 
     let service = worker.scoped(&worker.services, Scope::Service, &dst);
     let started = service.start();
-    let result = dispatch(worker, &dst, &local, parts, body).await;
+    let result = dispatch(worker, server, conn, &dst, &local, parts, body).await;
     service_finish(&service, started, &result);
     result
 }
@@ -248,6 +245,8 @@ async fn bind(
 /// Phases 4 to 8 for an identified request: bind, choose, forward, respond.
 async fn dispatch(
     worker: &Worker,
+    server: &ServerSpec,
+    conn: &ConnInfo,
     dst: &Path,
     local: &Dtab,
     mut parts: http::request::Parts,
@@ -268,6 +267,14 @@ async fn dispatch(
     }
     parts.headers.remove(header::EXPECT);
     set_dst_headers(&mut parts.headers, dst, &bound.id, &bound.residual, local);
+    if !parts.headers.contains_key(h::L5D_REQID) {
+        if let Ok(v) = HeaderValue::from_str(&choose::random_id()) {
+            parts.headers.insert(h::L5D_REQID, v);
+        }
+    }
+    if let Some(spec) = &server.forwarded {
+        add_forwarded(&mut parts.headers, spec, &worker.router.label, conn);
+    }
     h::append_via(&mut parts.headers);
 
     let mut inbound = Request::from_parts(parts, body);
@@ -298,6 +305,52 @@ async fn dispatch(
     rsp.headers_mut()
         .insert(h::L5D_SUCCESS_CLASS, HeaderValue::from_static(class));
     Ok(rsp)
+}
+
+/// What a request handler knows about the client connection it came on.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The server address it connected to.
+    pub local: SocketAddr,
+    /// A random id for this connection (`connectionRandom` labels).
+    pub id: String,
+}
+
+impl ConnInfo {
+    /// Information about a new connection.
+    pub fn new(peer: SocketAddr, local: SocketAddr) -> Self {
+        ConnInfo {
+            peer,
+            local,
+            id: choose::random_id(),
+        }
+    }
+}
+
+/// Appends an RFC 7239 `Forwarded` element (by this proxy, for the client).
+fn add_forwarded(
+    headers: &mut http::HeaderMap,
+    spec: &plexus_http::forwarded::ForwardedSpec,
+    router: &str,
+    conn: &ConnInfo,
+) {
+    let mut random = choose::random_id;
+    let by = spec.by.label(conn.local, router, &conn.id, &mut random);
+    let for_ = spec.for_.label(conn.peer, router, &conn.id, &mut random);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let element = plexus_http::forwarded::element(&by, &for_, host.as_deref());
+    let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {element}"),
+        _ => element,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(header::FORWARDED, v);
+    }
 }
 
 /// Once both sides have switched protocols (WebSocket and other upgrades), copies bytes

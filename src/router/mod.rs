@@ -37,6 +37,20 @@ pub struct ServerSpec {
     pub clear_context: bool,
     /// Refuse requests that passed more proxies than this (`Via` entries).
     pub max_call_depth: usize,
+    /// Add a `Forwarded` header to requests (`addForwardedHeader`).
+    pub forwarded: Option<plexus_http::forwarded::ForwardedSpec>,
+}
+
+fn labeler(l: &Option<config::Labeler>) -> plexus_http::forwarded::Labeler {
+    use plexus_http::forwarded::Labeler as L;
+    match l {
+        None | Some(config::Labeler::RequestRandom(_)) => L::RequestRandom,
+        Some(config::Labeler::Ip(_)) => L::Ip,
+        Some(config::Labeler::IpPort(_)) => L::IpPort,
+        Some(config::Labeler::ConnectionRandom(_)) => L::ConnectionRandom,
+        Some(config::Labeler::Router(_)) => L::Router,
+        Some(config::Labeler::Static(s)) => L::Static(s.label.clone()),
+    }
 }
 
 /// Size limits for HTTP/1.1 messages, from the router's `max*KB` keys.
@@ -203,6 +217,12 @@ impl Router {
                 ),
                 clear_context: s.clear_context.unwrap_or(false),
                 max_call_depth: s.max_call_depth.unwrap_or(1000) as usize,
+                forwarded: s.add_forwarded_header.as_ref().map(|f| {
+                    plexus_http::forwarded::ForwardedSpec {
+                        by: labeler(&f.by),
+                        for_: labeler(&f.for_),
+                    }
+                }),
             })
             .collect();
         let kb =

@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::router::http::{handle, worker_for};
+use crate::router::http::{ConnInfo, handle, worker_for};
 use crate::router::{Router, ServerSpec, stats};
 
 /// How long a client may take to send a request head before the connection is closed.
@@ -237,14 +237,18 @@ impl Actor for HttpConnection {
             return;
         };
         let _ = stream.set_nodelay(true);
+        let conn = match (stream.peer_addr(), stream.local_addr()) {
+            (Ok(peer), Ok(local)) => Rc::new(ConnInfo::new(peer, local)),
+            _ => return,
+        };
         let worker = worker_for(&self.router);
         let spec = self.spec.clone();
         let drain = self.drain.clone();
         let head_limit = self.router.limits.max_head_bytes.max(8192);
         let serve = async move {
             let svc = service_fn(move |req| {
-                let (worker, spec) = (worker.clone(), spec.clone());
-                async move { Ok::<_, Infallible>(handle(worker, spec, req).await) }
+                let (worker, spec, conn) = (worker.clone(), spec.clone(), conn.clone());
+                async move { Ok::<_, Infallible>(handle(worker, spec, conn, req).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -9,6 +9,7 @@
 //! namers, so it can be tested on plain `http` values.
 
 pub mod error;
+pub mod forwarded;
 pub mod headers;
 pub mod identify;
 
