@@ -267,10 +267,10 @@ async fn dispatch(
     }
     parts.headers.remove(header::EXPECT);
     set_dst_headers(&mut parts.headers, dst, &bound.id, &bound.residual, local);
-    if !parts.headers.contains_key(h::L5D_REQID) {
-        if let Ok(v) = HeaderValue::from_str(&choose::random_id()) {
-            parts.headers.insert(h::L5D_REQID, v);
-        }
+    if !parts.headers.contains_key(h::L5D_REQID)
+        && let Ok(v) = HeaderValue::from_str(&choose::random_id())
+    {
+        parts.headers.insert(h::L5D_REQID, v);
     }
     if let Some(spec) = &server.forwarded {
         add_forwarded(&mut parts.headers, spec, &worker.router.label, conn);
