@@ -51,11 +51,11 @@ impl Worker {
 
     /// The stats of a server of this router (`rt/<label>/server/<ip>/<port>`).
     pub fn server_stats(&self, addr: SocketAddr) -> Rc<ScopeStats> {
-        let id = format!("{}/{}", addr.ip(), addr.port());
         self.servers
             .borrow_mut()
             .entry(addr)
             .or_insert_with(|| {
+                let id = format!("{}/{}", addr.ip(), addr.port());
                 Rc::new(ScopeStats::new(
                     &self.router.label,
                     Scope::Server,
@@ -258,7 +258,7 @@ async fn dispatch(
     let bound = choose::leaf(&tree, none)?;
     let endpoint = choose::endpoint(bound, none)?;
 
-    let upgrade = h::is_upgrade(&Request::from_parts(parts.clone(), ()));
+    let upgrade = h::is_upgrade(&parts.headers);
     h::strip_hop_by_hop(&mut parts.headers, upgrade);
     if upgrade {
         parts

@@ -68,11 +68,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Whether a request asks to switch protocols (`Connection: upgrade` + `Upgrade`).
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
+/// Whether a request's headers ask to switch protocols (`Connection: upgrade` plus
+/// `Upgrade`).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -239,11 +239,11 @@ mod tests {
             .header("upgrade", "websocket")
             .body(())
             .unwrap();
-        assert!(is_upgrade(&req));
+        assert!(is_upgrade(req.headers()));
         let req = Request::get("/")
             .header("upgrade", "websocket")
             .body(())
             .unwrap();
-        assert!(!is_upgrade(&req));
+        assert!(!is_upgrade(req.headers()));
     }
 }
