@@ -148,3 +148,18 @@ fn rule_violations_are_reported_together() {
         vec!["routers: at least one router is required"]
     );
 }
+
+#[test]
+fn static_block_prefixes_must_be_matchers() {
+    let config = Config::parse(
+        "routers:\n- protocol: http\n  servers: [{port: 1}]\n  client:\n    kind: io.l5d.static\n    configs:\n    \
+         - prefix: \"/$/inet/{service}\"\n    - prefix: \"no-slash\"\n",
+    )
+    .expect("parses");
+    assert_eq!(
+        config.validate(),
+        vec![
+            "routers[0] (http).client.configs[1]: invalid prefix \"no-slash\": must start with '/'"
+        ]
+    );
+}

@@ -6,6 +6,7 @@
 //! kind that Linkerd knows but Plexus does not implement yet is read, then rejected by
 //! name by [`Config::validate`], so nothing in a file is ever silently ignored.
 
+mod matcher;
 mod namer;
 mod router;
 mod stack;
@@ -15,6 +16,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+pub use matcher::{MatcherError, PathMatcher, substitute};
 pub use namer::{
     FsNamer, Namer, PathTransformer, PortTransformer, PrefixOnly, SpecificHostTransformer,
     Transformer,
@@ -339,7 +341,16 @@ impl Validation {
         }
     }
 
+    fn prefix(&mut self, at: &str, prefix: &Option<String>) {
+        if let Some(p) = prefix
+            && let Err(e) = PathMatcher::parse(p)
+        {
+            self.problem(format!("{at}: {e}"));
+        }
+    }
+
     fn service(&mut self, at: &str, s: &ServiceConfig, top: bool) {
+        self.prefix(at, &s.prefix);
         self.stack_shape(at, s.kind, s.configs.is_some(), s.prefix.is_some(), top);
         self.keys(
             at,
@@ -355,6 +366,7 @@ impl Validation {
     }
 
     fn client(&mut self, at: &str, c: &ClientConfig, top: bool) {
+        self.prefix(at, &c.prefix);
         self.stack_shape(at, c.kind, c.configs.is_some(), c.prefix.is_some(), top);
         self.keys(
             at,
