@@ -21,6 +21,21 @@ pub const MAX_DEPTH: usize = 100;
 /// stack. Real dtabs stay far below it.
 pub(crate) const MAX_FRAMES: usize = 250;
 
+/// A bound on the work of one binding or explanation: nodes visited. Unions bind every
+/// member, so a few entries like `/=>/a & /a` multiply into billions of branches before
+/// the depth limit; Finagle would spin, Plexus stops and says why.
+pub(crate) const MAX_STEPS: usize = 10_000;
+
+/// Counts one step of work against [`MAX_STEPS`].
+pub(crate) fn spend(steps: &std::cell::Cell<usize>) -> bool {
+    let left = steps.get();
+    if left == 0 {
+        return false;
+    }
+    steps.set(left - 1);
+    true
+}
+
 /// The namers of one router (or of the command-line tools): configured namers mounted
 /// at their prefixes, tried in order, and the system namer.
 #[derive(Clone, Default)]
@@ -83,7 +98,14 @@ impl Namers {
     /// Binds `path` through `dtab`. The result has no `Alt` nodes, simplified unions and
     /// bound leaves; `Neg`, `Fail` or `Empty` at the top mean the request cannot be sent.
     pub fn bind(&self, dtab: &Dtab, path: &Path) -> Activity<NameTree<Bound>> {
-        self.bind_tree(dtab, &NameTree::Leaf(Name::Path(path.clone())), 0, 0)
+        let steps = std::cell::Cell::new(MAX_STEPS);
+        self.bind_tree(
+            dtab,
+            &NameTree::Leaf(Name::Path(path.clone())),
+            0,
+            0,
+            &steps,
+        )
     }
 
     fn bind_tree(
@@ -92,6 +114,7 @@ impl Namers {
         tree: &NameTree<Name>,
         depth: usize,
         frames: usize,
+        steps: &std::cell::Cell<usize>,
     ) -> Activity<NameTree<Bound>> {
         if depth > MAX_DEPTH {
             return Activity::Failed(NamingError::MaxDepth(MAX_DEPTH));
@@ -99,10 +122,13 @@ impl Namers {
         if frames > MAX_FRAMES {
             return Activity::Failed(NamingError::TooDeep(MAX_FRAMES));
         }
+        if !spend(steps) {
+            return Activity::Failed(NamingError::TooComplex(MAX_STEPS));
+        }
         let frames = frames + 1;
         match tree {
             NameTree::Leaf(Name::Path(path)) => match self.lookup(dtab, path) {
-                Activity::Ok(next) => self.bind_tree(dtab, &next, depth + 1, frames),
+                Activity::Ok(next) => self.bind_tree(dtab, &next, depth + 1, frames, steps),
                 Activity::Pending => Activity::Pending,
                 Activity::Failed(e) => Activity::Failed(e),
             },
@@ -112,7 +138,7 @@ impl Namers {
             NameTree::Empty => Activity::Ok(NameTree::Empty),
             NameTree::Alt(branches) => {
                 for branch in branches {
-                    match self.bind_tree(dtab, branch, depth, frames) {
+                    match self.bind_tree(dtab, branch, depth, frames, steps) {
                         Activity::Ok(NameTree::Neg) => continue,
                         // A reached branch that fails, fails the alternation (no fall-through).
                         other => return other,
@@ -121,18 +147,23 @@ impl Namers {
                 Activity::Ok(NameTree::Neg)
             }
             NameTree::Union(members) if members.len() <= 1 => match members.first() {
-                Some(only) => self.bind_tree(dtab, &only.tree, depth, frames),
+                Some(only) => self.bind_tree(dtab, &only.tree, depth, frames, steps),
                 None => Activity::Ok(NameTree::Neg),
             },
             NameTree::Union(members) => {
                 let mut ok = Vec::with_capacity(members.len());
                 let mut first_problem = None;
                 for member in members {
-                    match self.bind_tree(dtab, &member.tree, depth, frames) {
+                    match self.bind_tree(dtab, &member.tree, depth, frames, steps) {
                         Activity::Ok(tree) => ok.push(Weighted {
                             weight: member.weight,
                             tree,
                         }),
+                        // Running out of budget stops the whole binding: dropping the
+                        // branch would silently bind part of the tree.
+                        exhausted @ Activity::Failed(NamingError::TooComplex(_)) => {
+                            return exhausted;
+                        }
                         problem => {
                             first_problem.get_or_insert(problem);
                         }
@@ -257,6 +288,70 @@ mod tests {
         assert_eq!(
             namers.bind(&flat, &Path::read("/a0").unwrap()),
             Activity::Ok(NameTree::Empty)
+        );
+    }
+
+    #[test]
+    fn unions_that_multiply_are_cut_off_instead_of_spinning() {
+        let namers = Namers::default();
+        let x = Path::read("/x").unwrap();
+        // Every lookup doubles the work: 2^100 branches before the depth limit.
+        let looping = Dtab::read("/=>/a & /a").unwrap();
+        // (Its first branch reaches the depth limit first, which is the error reported.)
+        assert!(matches!(
+            namers.bind(&looping, &x),
+            Activity::Failed(NamingError::TooComplex(_) | NamingError::MaxDepth(_))
+        ));
+        // A chain that doubles 30 times without looping.
+        let chain: String = (0..30)
+            .map(|i| format!("/p{i}=>/p{} & /p{};", i + 1, i + 1))
+            .collect::<String>()
+            + "/p30=>/$/nil";
+        let chain = Dtab::read(&chain).unwrap();
+        let bound = namers.bind(&chain, &Path::read("/p0").unwrap());
+        assert!(
+            matches!(bound, Activity::Failed(NamingError::TooComplex(MAX_STEPS))),
+            "not cut off"
+        );
+        // The delegator stops too, and says why.
+        let explained = namers.delegate(&Dtab::read("/=>/a | /b").unwrap(), &x);
+        assert!(
+            format!("{explained:?}").contains("too complex")
+                || explained
+                    .as_ref()
+                    .is_ok_and(|t| t.to_json().to_string().contains("too complex")),
+            "{explained:?}"
+        );
+        assert!(
+            namers
+                .delegate(&chain, &Path::read("/p0").unwrap())
+                .is_ok_and(|t| t.to_json().to_string().contains("too complex"))
+        );
+    }
+
+    #[test]
+    fn deeply_nested_explanations_do_not_overflow_the_callers_stack() {
+        // Test threads have 2 MiB stacks; the explanation runs on its own thread.
+        let tree = (0..40).fold("/a".to_string(), |t, _| format!("~&({t})"));
+        let dtab = Dtab::read(&format!("/a=>{tree}")).unwrap();
+        assert!(
+            Namers::default()
+                .delegate(&dtab, &Path::read("/a").unwrap())
+                .is_ok()
+        );
+        let alts: String = (0..20)
+            .map(|i| {
+                format!(
+                    "/a{i}=>{};",
+                    (0..99).fold(format!("/a{}", i + 1), |t, _| format!("(~ | {t})"))
+                )
+            })
+            .collect();
+        let dtab = Dtab::read(&alts).unwrap();
+        assert!(
+            Namers::default()
+                .delegate(&dtab, &Path::read("/a0").unwrap())
+                .is_ok()
         );
     }
 

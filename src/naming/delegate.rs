@@ -5,10 +5,12 @@
 //! where errors happened. It is what Linkerd's `/delegator.json` returns, and it is
 //! serialised to the same JSON shape so existing dashboards and scripts can read it.
 
+use std::cell::Cell;
+
 use serde_json::{Map, Value, json};
 
 use super::addr::{Addr, Bound, Name};
-use super::bind::{MAX_DEPTH, MAX_FRAMES, Namers};
+use super::bind::{MAX_DEPTH, MAX_FRAMES, MAX_STEPS, Namers, spend};
 use super::dtab::{Dentry, Dtab};
 use super::namer::{Activity, NamingError};
 use super::path::Path;
@@ -111,6 +113,10 @@ pub enum DelegateError {
 type Expand = Result<DelegateTree, DelegateError>;
 
 const MAX_DEPTH_MESSAGE: &str = "Max recursion level reached.";
+
+/// Stack for explanation threads: deep enough for every tree the frame bound admits,
+/// in debug builds too.
+const EXPLAIN_STACK: usize = 64 << 20;
 
 impl DelegateTree {
     /// The path at this node.
@@ -468,8 +474,28 @@ pub fn bound_json(b: &Bound) -> Value {
 impl Namers {
     /// Explains how `path` resolves through `dtab` and these namers, every branch
     /// expanded, simplified as Linkerd's delegator does.
+    ///
+    /// The explanation runs on a helper thread with a large stack, so hostile trees that
+    /// nest deeply cannot overflow the caller's (explanations are for people and tools,
+    /// never on the request path), and its work is bounded like binding's.
     pub fn delegate(&self, dtab: &Dtab, path: &Path) -> Result<DelegateTree, DelegateError> {
-        Ok(self.step(dtab, None, path, 1, 0)?.simplified())
+        let explain = || {
+            let steps = Cell::new(MAX_STEPS);
+            Ok(self.step(dtab, None, path, 1, 0, &steps)?.simplified())
+        };
+        std::thread::scope(|scope| {
+            match std::thread::Builder::new()
+                .name("delegate".into())
+                .stack_size(EXPLAIN_STACK)
+                .spawn_scoped(scope, explain)
+            {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|_| Err(DelegateError::Failed("explanation failed".into()))),
+                // No thread to be had: explain on this one.
+                Err(_) => explain(),
+            }
+        })
     }
 
     /// Looks `q` up in the dtab (every matching entry, last first) or, when nothing
@@ -482,6 +508,7 @@ impl Namers {
         q: &Path,
         depth: usize,
         frames: usize,
+        steps: &Cell<usize>,
     ) -> Expand {
         if depth > MAX_DEPTH {
             return Err(DelegateError::Failed(MAX_DEPTH_MESSAGE.into()));
@@ -489,6 +516,11 @@ impl Namers {
         if frames > MAX_FRAMES {
             return Err(DelegateError::Failed(
                 NamingError::TooDeep(MAX_FRAMES).to_string(),
+            ));
+        }
+        if !spend(steps) {
+            return Err(DelegateError::Failed(
+                NamingError::TooComplex(MAX_STEPS).to_string(),
             ));
         }
         let frames = frames + 1;
@@ -505,7 +537,7 @@ impl Namers {
                     path: q.clone(),
                     dentry: owned_d,
                 }),
-                Activity::Ok(tree) => self.expand(dtab, q, d, &tree, depth, frames),
+                Activity::Ok(tree) => self.expand(dtab, q, d, &tree, depth, frames, steps),
                 Activity::Failed(e) => Ok(DelegateTree::Exception {
                     path: q.clone(),
                     dentry: owned_d,
@@ -515,7 +547,7 @@ impl Namers {
             },
             1 => {
                 let (e, tree) = &matches[0];
-                let child = self.expand(dtab, q, Some(e), &as_names(tree), depth, frames)?;
+                let child = self.expand(dtab, q, Some(e), &as_names(tree), depth, frames, steps)?;
                 Ok(DelegateTree::Delegate {
                     path: q.clone(),
                     dentry: owned_d,
@@ -528,7 +560,7 @@ impl Namers {
                     children.push(self.guard(
                         q,
                         d,
-                        self.expand(dtab, q, Some(e), &as_names(tree), depth, frames),
+                        self.expand(dtab, q, Some(e), &as_names(tree), depth, frames, steps),
                     )?);
                 }
                 Ok(DelegateTree::Alt {
@@ -550,7 +582,13 @@ impl Namers {
         tree: &NameTree<Name>,
         depth: usize,
         frames: usize,
+        steps: &Cell<usize>,
     ) -> Expand {
+        if !spend(steps) {
+            return Err(DelegateError::Failed(
+                NamingError::TooComplex(MAX_STEPS).to_string(),
+            ));
+        }
         let dentry = e.cloned();
         Ok(match tree {
             NameTree::Empty => DelegateTree::Empty {
@@ -570,14 +608,16 @@ impl Namers {
                 dentry,
                 bound: bound.clone(),
             },
-            NameTree::Leaf(Name::Path(next)) => return self.step(dtab, e, next, depth + 1, frames),
+            NameTree::Leaf(Name::Path(next)) => {
+                return self.step(dtab, e, next, depth + 1, frames, steps);
+            }
             NameTree::Alt(branches) => match branches.len() {
                 0 => DelegateTree::Neg {
                     path: q.clone(),
                     dentry,
                 },
                 1 => {
-                    let child = self.expand(dtab, q, e, &branches[0], depth, frames + 1)?;
+                    let child = self.expand(dtab, q, e, &branches[0], depth, frames + 1, steps)?;
                     DelegateTree::Delegate {
                         path: q.clone(),
                         dentry,
@@ -590,7 +630,7 @@ impl Namers {
                         children.push(self.guard(
                             q,
                             e,
-                            self.expand(dtab, q, e, b, depth, frames + 1),
+                            self.expand(dtab, q, e, b, depth, frames + 1, steps),
                         )?);
                     }
                     DelegateTree::Alt {
@@ -606,7 +646,8 @@ impl Namers {
                     dentry,
                 },
                 1 => {
-                    let child = self.expand(dtab, q, e, &members[0].tree, depth, frames + 1)?;
+                    let child =
+                        self.expand(dtab, q, e, &members[0].tree, depth, frames + 1, steps)?;
                     DelegateTree::Delegate {
                         path: q.clone(),
                         dentry,
@@ -616,8 +657,11 @@ impl Namers {
                 _ => {
                     let mut children = Vec::with_capacity(members.len());
                     for m in members {
-                        let child =
-                            self.guard(q, e, self.expand(dtab, q, e, &m.tree, depth, frames + 1))?;
+                        let child = self.guard(
+                            q,
+                            e,
+                            self.expand(dtab, q, e, &m.tree, depth, frames + 1, steps),
+                        )?;
                         children.push((m.weight, child));
                     }
                     DelegateTree::Union {

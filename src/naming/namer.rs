@@ -31,6 +31,10 @@ pub enum NamingError {
     /// A tree nested so deeply that binding it would exhaust the stack.
     #[error("name tree nested more than {0} levels deep")]
     TooDeep(usize),
+    /// Binding would visit more than this many nodes (unions that multiply, usually
+    /// through a dtab loop).
+    #[error("binding needs more than {0} steps: the dtab is too complex or loops through unions")]
+    TooComplex(usize),
     /// `/$/<class>` named no system namer.
     #[error("Unknown namer: {class} for path: {path}")]
     UnknownNamer {
