@@ -112,6 +112,12 @@ pub enum DelegateError {
 
 type Expand = Result<DelegateTree, DelegateError>;
 
+/// What one explanation carries through its recursion: the dtab and the work left.
+struct Walk<'a> {
+    dtab: &'a Dtab,
+    steps: Cell<usize>,
+}
+
 const MAX_DEPTH_MESSAGE: &str = "Max recursion level reached.";
 
 /// Stack for explanation threads: deep enough for every tree the frame bound admits,
@@ -480,8 +486,18 @@ impl Namers {
     /// never on the request path), and its work is bounded like binding's.
     pub fn delegate(&self, dtab: &Dtab, path: &Path) -> Result<DelegateTree, DelegateError> {
         let explain = || {
-            let steps = Cell::new(MAX_STEPS);
-            Ok(self.step(dtab, None, path, 1, 0, &steps)?.simplified())
+            Ok(self
+                .step(
+                    &Walk {
+                        dtab,
+                        steps: Cell::new(MAX_STEPS),
+                    },
+                    None,
+                    path,
+                    1,
+                    0,
+                )?
+                .simplified())
         };
         std::thread::scope(|scope| {
             match std::thread::Builder::new()
@@ -503,12 +519,11 @@ impl Namers {
     /// at `depth`.
     fn step(
         &self,
-        dtab: &Dtab,
+        walk: &Walk<'_>,
         d: Option<&Dentry>,
         q: &Path,
         depth: usize,
         frames: usize,
-        steps: &Cell<usize>,
     ) -> Expand {
         if depth > MAX_DEPTH {
             return Err(DelegateError::Failed(MAX_DEPTH_MESSAGE.into()));
@@ -518,13 +533,14 @@ impl Namers {
                 NamingError::TooDeep(MAX_FRAMES).to_string(),
             ));
         }
-        if !spend(steps) {
+        if !spend(&walk.steps) {
             return Err(DelegateError::Failed(
                 NamingError::TooComplex(MAX_STEPS).to_string(),
             ));
         }
         let frames = frames + 1;
-        let matches: Vec<(&Dentry, NameTree<Path>)> = dtab
+        let matches: Vec<(&Dentry, NameTree<Path>)> = walk
+            .dtab
             .entries()
             .iter()
             .rev()
@@ -537,7 +553,7 @@ impl Namers {
                     path: q.clone(),
                     dentry: owned_d,
                 }),
-                Activity::Ok(tree) => self.expand(dtab, q, d, &tree, depth, frames, steps),
+                Activity::Ok(tree) => self.expand(walk, q, d, &tree, depth, frames),
                 Activity::Failed(e) => Ok(DelegateTree::Exception {
                     path: q.clone(),
                     dentry: owned_d,
@@ -547,7 +563,7 @@ impl Namers {
             },
             1 => {
                 let (e, tree) = &matches[0];
-                let child = self.expand(dtab, q, Some(e), &as_names(tree), depth, frames, steps)?;
+                let child = self.expand(walk, q, Some(e), &as_names(tree), depth, frames)?;
                 Ok(DelegateTree::Delegate {
                     path: q.clone(),
                     dentry: owned_d,
@@ -560,7 +576,7 @@ impl Namers {
                     children.push(self.guard(
                         q,
                         d,
-                        self.expand(dtab, q, Some(e), &as_names(tree), depth, frames, steps),
+                        self.expand(walk, q, Some(e), &as_names(tree), depth, frames),
                     )?);
                 }
                 Ok(DelegateTree::Alt {
@@ -576,15 +592,14 @@ impl Namers {
     /// expands every unbound leaf with another step.
     fn expand(
         &self,
-        dtab: &Dtab,
+        walk: &Walk<'_>,
         q: &Path,
         e: Option<&Dentry>,
         tree: &NameTree<Name>,
         depth: usize,
         frames: usize,
-        steps: &Cell<usize>,
     ) -> Expand {
-        if !spend(steps) {
+        if !spend(&walk.steps) {
             return Err(DelegateError::Failed(
                 NamingError::TooComplex(MAX_STEPS).to_string(),
             ));
@@ -609,7 +624,7 @@ impl Namers {
                 bound: bound.clone(),
             },
             NameTree::Leaf(Name::Path(next)) => {
-                return self.step(dtab, e, next, depth + 1, frames, steps);
+                return self.step(walk, e, next, depth + 1, frames);
             }
             NameTree::Alt(branches) => match branches.len() {
                 0 => DelegateTree::Neg {
@@ -617,7 +632,7 @@ impl Namers {
                     dentry,
                 },
                 1 => {
-                    let child = self.expand(dtab, q, e, &branches[0], depth, frames + 1, steps)?;
+                    let child = self.expand(walk, q, e, &branches[0], depth, frames + 1)?;
                     DelegateTree::Delegate {
                         path: q.clone(),
                         dentry,
@@ -630,7 +645,7 @@ impl Namers {
                         children.push(self.guard(
                             q,
                             e,
-                            self.expand(dtab, q, e, b, depth, frames + 1, steps),
+                            self.expand(walk, q, e, b, depth, frames + 1),
                         )?);
                     }
                     DelegateTree::Alt {
@@ -646,8 +661,7 @@ impl Namers {
                     dentry,
                 },
                 1 => {
-                    let child =
-                        self.expand(dtab, q, e, &members[0].tree, depth, frames + 1, steps)?;
+                    let child = self.expand(walk, q, e, &members[0].tree, depth, frames + 1)?;
                     DelegateTree::Delegate {
                         path: q.clone(),
                         dentry,
@@ -657,11 +671,8 @@ impl Namers {
                 _ => {
                     let mut children = Vec::with_capacity(members.len());
                     for m in members {
-                        let child = self.guard(
-                            q,
-                            e,
-                            self.expand(dtab, q, e, &m.tree, depth, frames + 1, steps),
-                        )?;
+                        let child =
+                            self.guard(q, e, self.expand(walk, q, e, &m.tree, depth, frames + 1))?;
                         children.push((m.weight, child));
                     }
                     DelegateTree::Union {
