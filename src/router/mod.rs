@@ -10,12 +10,14 @@
 //! Shared state is immutable (`Arc<Router>`); what changes per request lives in
 //! per-worker caches, so the hot path takes no lock.
 
+pub mod accrual;
 pub mod binding;
 pub mod choose;
 pub mod client;
 pub mod error;
 pub mod http;
 pub mod identify;
+pub mod retry;
 pub mod stats;
 
 use std::net::{IpAddr, SocketAddr};

@@ -1,0 +1,406 @@
+//! HTTP response classifiers (`service.responseClassifier`): success, failure, and
+//! whether a failure may be retried.
+//!
+//! A classifier looks at one finished attempt: the request method and either the
+//! response status or the kind of transport error. The five Linkerd 1.x kinds agree that
+//! a 5XX response or an error is a failure and differ in which methods may be retried:
+//!
+//! | kind | retryable for |
+//! |---|---|
+//! | `io.l5d.http.nonRetryable5XX` (default) | nothing |
+//! | `io.l5d.http.retryableRead5XX` | GET, HEAD, OPTIONS, TRACE |
+//! | `io.l5d.http.retryableIdempotent5XX` | the above, PUT, DELETE |
+//! | `io.l5d.http.retryableAll5XX` | the above, POST, PATCH |
+//! | `io.l5d.http.allSuccessful` | nothing; every response is a success |
+//!
+//! Errors follow the same method rule: a connect failure, a connection lost after the
+//! request was written, and a per-attempt timeout are retryable for the listed methods;
+//! [`AttemptError::Other`] never is. Under `allSuccessful` responses of any status succeed
+//! but errors still fail (Linkerd's code, where its table says "none").
+//!
+//! The HTTP router then applies two rules, in this order (Linkerd's `HeaderRetryable`
+//! inside `NonRetryableChunked`):
+//! 1. a non-retryable failure whose response carries `l5d-retryable: true` (a downstream
+//!    Linkerd saying it never sent the request) becomes retryable;
+//! 2. a request without a replayable body (chunked) is never retryable.
+//!
+//! Separately, [`is_requeueable`] says which errors never reached the server at all;
+//! those are requeued by the client whatever the method and the classifier.
+
+use http::{Method, StatusCode};
+
+/// How an attempt is counted and whether it may be tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResponseClass {
+    /// Counted in `success`.
+    Success,
+    /// Counted in `failures`.
+    Failure {
+        /// The retry policy may try the request again.
+        retryable: bool,
+    },
+}
+
+impl ResponseClass {
+    /// A failure that may be retried.
+    pub const RETRYABLE_FAILURE: ResponseClass = ResponseClass::Failure { retryable: true };
+    /// A failure that may not be retried.
+    pub const NON_RETRYABLE_FAILURE: ResponseClass = ResponseClass::Failure { retryable: false };
+
+    /// Whether this is [`ResponseClass::Success`].
+    pub fn is_success(self) -> bool {
+        self == ResponseClass::Success
+    }
+
+    /// Whether this is a retryable failure.
+    pub fn is_retryable(self) -> bool {
+        self == ResponseClass::RETRYABLE_FAILURE
+    }
+}
+
+/// How an attempt failed without a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttemptError {
+    /// Not a byte of the request was written: the connection could not be made (refused,
+    /// unreachable, connect timeout), or a pooled connection was found closed before
+    /// writing. The only kind that is [requeueable](is_requeueable).
+    ConnectFailed,
+    /// The connection failed after the request was (partly) written: reset, closed before
+    /// or during the response, or a malformed response. The server may have acted on it.
+    FailedAfterSend,
+    /// No response within the per-attempt timeout (`requestAttemptTimeoutMs`).
+    Timeout,
+    /// Anything else (a local failure): a failure, never retryable.
+    Other,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A response arrived with this status.
+    Status(StatusCode),
+    /// No response.
+    Error(AttemptError),
+}
+
+/// One finished attempt, as the classifier sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Exchange<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The response status, or the error.
+    pub outcome: Outcome,
+    /// The response carried `l5d-retryable: true` (see [`l5d_retryable`]). Ignored for
+    /// errors.
+    pub l5d_retryable: bool,
+    /// The request body can be sent again. False for chunked requests, which Linkerd
+    /// never retries.
+    pub body_replayable: bool,
+}
+
+/// A response classifier kind (`responseClassifier.kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Classifier {
+    /// `io.l5d.http.nonRetryable5XX`: 5XX and errors fail, nothing is retried.
+    #[default]
+    NonRetryable5XX,
+    /// `io.l5d.http.retryableRead5XX`: GET, HEAD, OPTIONS and TRACE are retried.
+    RetryableRead5XX,
+    /// `io.l5d.http.retryableIdempotent5XX`: also PUT and DELETE.
+    RetryableIdempotent5XX,
+    /// `io.l5d.http.retryableAll5XX`: also POST and PATCH.
+    RetryableAll5XX,
+    /// `io.l5d.http.allSuccessful`: every response succeeds; errors fail, not retryable.
+    AllSuccessful,
+}
+
+impl Classifier {
+    /// Every kind, in the order of the table above.
+    pub const ALL: [Classifier; 5] = [
+        Classifier::NonRetryable5XX,
+        Classifier::RetryableRead5XX,
+        Classifier::RetryableIdempotent5XX,
+        Classifier::RetryableAll5XX,
+        Classifier::AllSuccessful,
+    ];
+
+    /// The kind named by a config `kind:` value; `None` for any other name.
+    pub fn from_kind(kind: &str) -> Option<Classifier> {
+        Classifier::ALL.into_iter().find(|c| c.kind() == kind)
+    }
+
+    /// The config `kind:` value.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Classifier::NonRetryable5XX => "io.l5d.http.nonRetryable5XX",
+            Classifier::RetryableRead5XX => "io.l5d.http.retryableRead5XX",
+            Classifier::RetryableIdempotent5XX => "io.l5d.http.retryableIdempotent5XX",
+            Classifier::RetryableAll5XX => "io.l5d.http.retryableAll5XX",
+            Classifier::AllSuccessful => "io.l5d.http.allSuccessful",
+        }
+    }
+
+    /// Whether this kind retries failures of `method`. Extension methods and CONNECT are
+    /// never retried.
+    pub fn retries_method(self, method: &Method) -> bool {
+        let read = [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE];
+        let idempotent = [Method::PUT, Method::DELETE];
+        let unsafe_ = [Method::POST, Method::PATCH];
+        let level = match self {
+            Classifier::NonRetryable5XX | Classifier::AllSuccessful => return false,
+            Classifier::RetryableRead5XX => 0,
+            Classifier::RetryableIdempotent5XX => 1,
+            Classifier::RetryableAll5XX => 2,
+        };
+        read.contains(method)
+            || (level >= 1 && idempotent.contains(method))
+            || (level >= 2 && unsafe_.contains(method))
+    }
+
+    /// Classifies one attempt, with the HTTP rules (`l5d-retryable`, replayable body)
+    /// applied.
+    pub fn classify(self, exchange: &Exchange<'_>) -> ResponseClass {
+        let class = self.classify_base(exchange.method, exchange.outcome);
+        let class = match (class, exchange.outcome) {
+            (ResponseClass::Failure { retryable: false }, Outcome::Status(_))
+                if exchange.l5d_retryable =>
+            {
+                ResponseClass::RETRYABLE_FAILURE
+            }
+            _ => class,
+        };
+        if class.is_retryable() && !exchange.body_replayable {
+            return ResponseClass::NON_RETRYABLE_FAILURE;
+        }
+        class
+    }
+
+    /// The kind's own rule: method and outcome only.
+    fn classify_base(self, method: &Method, outcome: Outcome) -> ResponseClass {
+        let failed = match outcome {
+            Outcome::Status(status) => {
+                status.is_server_error() && self != Classifier::AllSuccessful
+            }
+            Outcome::Error(_) => true,
+        };
+        if !failed {
+            return ResponseClass::Success;
+        }
+        let retryable_outcome = !matches!(outcome, Outcome::Error(AttemptError::Other));
+        ResponseClass::Failure {
+            retryable: retryable_outcome && self.retries_method(method),
+        }
+    }
+}
+
+/// Whether the error certainly never reached the server, so the request may be sent
+/// again whatever its method, body or classifier (a client *requeue*).
+pub fn is_requeueable(error: AttemptError) -> bool {
+    error == AttemptError::ConnectFailed
+}
+
+/// Whether one `l5d-retryable` header value says `true` (ASCII case-insensitive,
+/// surrounding whitespace ignored, as Java's `toBoolean`); any other value is false.
+pub fn l5d_retryable(value: &[u8]) -> bool {
+    value.trim_ascii().eq_ignore_ascii_case(b"true")
+}
+
+/// The `l5d-success-class` value for a class: `"1.0"` for success, `"0.0"` for failure.
+pub fn success_class_header(class: ResponseClass) -> &'static str {
+    match class {
+        ResponseClass::Success => "1.0",
+        ResponseClass::Failure { .. } => "0.0",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: ResponseClass = ResponseClass::Success;
+    const R: ResponseClass = ResponseClass::RETRYABLE_FAILURE;
+    const N: ResponseClass = ResponseClass::NON_RETRYABLE_FAILURE;
+
+    fn status(code: u16) -> Outcome {
+        Outcome::Status(StatusCode::from_u16(code).unwrap())
+    }
+
+    fn classify(c: Classifier, method: &Method, outcome: Outcome) -> ResponseClass {
+        c.classify(&Exchange {
+            method,
+            outcome,
+            l5d_retryable: false,
+            body_replayable: true,
+        })
+    }
+
+    /// Outcomes in the order of the expectation rows below.
+    fn outcomes() -> [Outcome; 7] {
+        [
+            status(200),
+            status(500),
+            status(503),
+            Outcome::Error(AttemptError::ConnectFailed),
+            Outcome::Error(AttemptError::FailedAfterSend),
+            Outcome::Error(AttemptError::Timeout),
+            Outcome::Error(AttemptError::Other),
+        ]
+    }
+
+    fn check(c: Classifier, method: Method, expected: [ResponseClass; 7]) {
+        for (outcome, want) in outcomes().into_iter().zip(expected) {
+            assert_eq!(
+                classify(c, &method, outcome),
+                want,
+                "{} {method} {outcome:?}",
+                c.kind()
+            );
+        }
+    }
+
+    #[test]
+    fn non_retryable_5xx() {
+        let c = Classifier::NonRetryable5XX;
+        for m in [Method::GET, Method::PUT, Method::POST] {
+            check(c, m, [S, N, N, N, N, N, N]);
+        }
+        assert_eq!(Classifier::default(), c);
+    }
+
+    #[test]
+    fn retryable_read_5xx() {
+        let c = Classifier::RetryableRead5XX;
+        check(c, Method::GET, [S, R, R, R, R, R, N]);
+        check(c, Method::PUT, [S, N, N, N, N, N, N]);
+        check(c, Method::POST, [S, N, N, N, N, N, N]);
+        for m in [Method::HEAD, Method::OPTIONS, Method::TRACE] {
+            assert_eq!(classify(c, &m, status(502)), R, "{m}");
+        }
+        assert_eq!(classify(c, &Method::DELETE, status(502)), N);
+    }
+
+    #[test]
+    fn retryable_idempotent_5xx() {
+        let c = Classifier::RetryableIdempotent5XX;
+        check(c, Method::GET, [S, R, R, R, R, R, N]);
+        check(c, Method::PUT, [S, R, R, R, R, R, N]);
+        check(c, Method::POST, [S, N, N, N, N, N, N]);
+        assert_eq!(classify(c, &Method::DELETE, status(500)), R);
+        assert_eq!(classify(c, &Method::PATCH, status(500)), N);
+    }
+
+    #[test]
+    fn retryable_all_5xx() {
+        let c = Classifier::RetryableAll5XX;
+        for m in [Method::GET, Method::PUT, Method::POST, Method::PATCH] {
+            check(c, m, [S, R, R, R, R, R, N]);
+        }
+        assert_eq!(classify(c, &Method::CONNECT, status(500)), N);
+        let custom = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(classify(c, &custom, status(500)), N);
+    }
+
+    #[test]
+    fn all_successful() {
+        let c = Classifier::AllSuccessful;
+        for m in [Method::GET, Method::PUT, Method::POST] {
+            check(c, m, [S, S, S, N, N, N, N]);
+        }
+    }
+
+    #[test]
+    fn client_errors_and_redirects_succeed() {
+        for c in Classifier::ALL {
+            for code in [101, 204, 301, 400, 404, 429, 499] {
+                assert_eq!(classify(c, &Method::GET, status(code)), S, "{code}");
+            }
+        }
+    }
+
+    #[test]
+    fn l5d_retryable_promotes_non_retryable_failures() {
+        let promoted = |c: Classifier, method: &Method, outcome: Outcome| {
+            c.classify(&Exchange {
+                method,
+                outcome,
+                l5d_retryable: true,
+                body_replayable: true,
+            })
+        };
+        // The default classifier retries nothing, except what the header vouches for.
+        let c = Classifier::NonRetryable5XX;
+        assert_eq!(promoted(c, &Method::POST, status(502)), R);
+        assert_eq!(promoted(c, &Method::GET, status(503)), R);
+        // A success stays a success; an error carries no header.
+        assert_eq!(promoted(c, &Method::POST, status(200)), S);
+        assert_eq!(
+            promoted(c, &Method::POST, Outcome::Error(AttemptError::Timeout)),
+            N
+        );
+        assert_eq!(
+            promoted(Classifier::RetryableRead5XX, &Method::POST, status(500)),
+            R
+        );
+        // allSuccessful calls the 5XX a success: nothing to promote.
+        assert_eq!(
+            promoted(Classifier::AllSuccessful, &Method::GET, status(502)),
+            S
+        );
+    }
+
+    #[test]
+    fn chunked_requests_are_never_retryable() {
+        for c in Classifier::ALL {
+            for l5d_retryable in [false, true] {
+                for outcome in outcomes() {
+                    let class = c.classify(&Exchange {
+                        method: &Method::GET,
+                        outcome,
+                        l5d_retryable,
+                        body_replayable: false,
+                    });
+                    assert!(!class.is_retryable(), "{} {outcome:?}", c.kind());
+                    // Still counted as it would be otherwise.
+                    assert_eq!(
+                        class.is_success(),
+                        classify(c, &Method::GET, outcome).is_success()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for c in Classifier::ALL {
+            assert_eq!(Classifier::from_kind(c.kind()), Some(c));
+        }
+        assert_eq!(Classifier::from_kind("io.l5d.h2.nonRetryable5XX"), None);
+        assert_eq!(Classifier::from_kind("io.l5d.http.retryableread5xx"), None);
+    }
+
+    #[test]
+    fn only_connect_failures_requeue() {
+        assert!(is_requeueable(AttemptError::ConnectFailed));
+        assert!(!is_requeueable(AttemptError::FailedAfterSend));
+        assert!(!is_requeueable(AttemptError::Timeout));
+        assert!(!is_requeueable(AttemptError::Other));
+    }
+
+    #[test]
+    fn l5d_retryable_values() {
+        assert!(l5d_retryable(b"true"));
+        assert!(l5d_retryable(b"TRUE"));
+        assert!(l5d_retryable(b" True "));
+        for v in [&b"false"[..], b"1", b"yes", b"", b"truex"] {
+            assert!(!l5d_retryable(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn success_class_values() {
+        assert_eq!(success_class_header(S), "1.0");
+        assert_eq!(success_class_header(R), "0.0");
+        assert_eq!(success_class_header(N), "0.0");
+    }
+}
