@@ -26,7 +26,9 @@ pub use router::{
     HttpRouter, Identifier, Interpreter, Labeler, MethodAndHost, NoSettings, OneOrMany,
     PathIdentifier, Router, Server, StaticIdentifier, StaticLabel,
 };
-pub use stack::{ClientConfig, ServiceConfig, StackKind};
+pub use stack::{
+    Backoff, Budget, ClientConfig, FailureAccrual, LoadBalancer, ServiceConfig, StackKind,
+};
 use value::NotYet;
 
 /// A whole configuration file.

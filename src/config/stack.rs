@@ -44,12 +44,12 @@ pub struct ClientConfig {
     pub configs: Option<Vec<ClientConfig>>,
     /// Which clients a `configs` entry applies to (`*` and `{var}` allowed).
     pub prefix: Option<String>,
-    /// Not implemented yet.
-    pub load_balancer: NotYet,
-    /// Not implemented yet.
-    pub failure_accrual: NotYet,
-    /// Not implemented yet.
-    pub requeue_budget: NotYet,
+    /// How requests are spread over the client's endpoints (default p2c).
+    pub load_balancer: Option<LoadBalancer>,
+    /// When endpoints are ejected (circuit breaking; default 5 consecutive failures).
+    pub failure_accrual: Option<FailureAccrual>,
+    /// Budget for immediate retries of requests that never reached an endpoint.
+    pub requeue_budget: Option<Budget>,
     /// Not implemented yet.
     pub request_attempt_timeout_ms: NotYet,
     /// Not implemented yet.
@@ -66,4 +66,127 @@ pub struct ClientConfig {
     pub forward_client_cert: NotYet,
     /// Not implemented yet.
     pub request_authorizers: NotYet,
+}
+
+/// `loadBalancer:` of a client.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "kind", rename_all_fields = "camelCase", deny_unknown_fields)]
+pub enum LoadBalancer {
+    /// Power of two choices over the least outstanding requests.
+    #[serde(rename = "p2c")]
+    P2c {
+        /// Picks tried to avoid an unavailable endpoint (default 5).
+        max_effort: Option<u32>,
+        /// Accepted; probation is never enabled.
+        enable_probation: Option<bool>,
+    },
+    /// Power of two choices over peak-EWMA latency.
+    #[serde(rename = "ewma")]
+    Ewma {
+        /// Picks tried to avoid an unavailable endpoint (default 5).
+        max_effort: Option<u32>,
+        /// Decay of the latency estimate, ms (default 10000).
+        decay_time_ms: Option<u64>,
+        /// Accepted; probation is never enabled.
+        enable_probation: Option<bool>,
+    },
+    /// A subset sized to the load.
+    #[serde(rename = "aperture")]
+    Aperture {
+        /// Picks tried to avoid an unavailable endpoint (default 5).
+        max_effort: Option<u32>,
+        /// Load smoothing window, ms (default 5000).
+        smooth_window_ms: Option<u64>,
+        /// Shrink below this load per endpoint (default 0.5).
+        low_load: Option<f64>,
+        /// Grow above this load per endpoint (default 2.0).
+        high_load: Option<f64>,
+        /// The smallest aperture (default 1).
+        min_aperture: Option<u32>,
+        /// Accepted; probation is never enabled.
+        enable_probation: Option<bool>,
+    },
+    /// The least loaded endpoint.
+    #[serde(rename = "heap")]
+    Heap {
+        /// Accepted; probation is never enabled.
+        enable_probation: Option<bool>,
+    },
+    /// Endpoints in turn.
+    #[serde(rename = "roundRobin")]
+    RoundRobin {
+        /// Picks tried to avoid an unavailable endpoint (default 5).
+        max_effort: Option<u32>,
+        /// Accepted; probation is never enabled.
+        enable_probation: Option<bool>,
+    },
+}
+
+/// `failureAccrual:` of a client.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "kind", rename_all_fields = "camelCase", deny_unknown_fields)]
+pub enum FailureAccrual {
+    /// Eject after this many failures in a row.
+    #[serde(rename = "io.l5d.consecutiveFailures")]
+    ConsecutiveFailures {
+        /// Failures in a row (default 5).
+        failures: Option<u32>,
+        /// Time out of rotation.
+        backoff: Option<Backoff>,
+    },
+    /// Eject when the success rate over the last `requests` falls below `successRate`.
+    #[serde(rename = "io.l5d.successRate")]
+    SuccessRate {
+        /// The threshold, 0 to 1.
+        success_rate: f64,
+        /// Requests the rate is computed over.
+        requests: u32,
+        /// Time out of rotation.
+        backoff: Option<Backoff>,
+    },
+    /// Eject when the success rate over the last `window` seconds falls below `successRate`.
+    #[serde(rename = "io.l5d.successRateWindowed")]
+    SuccessRateWindowed {
+        /// The threshold, 0 to 1.
+        success_rate: f64,
+        /// The window, seconds.
+        window: u64,
+        /// Time out of rotation.
+        backoff: Option<Backoff>,
+    },
+    /// Never eject.
+    #[serde(rename = "none")]
+    None {},
+}
+
+/// A backoff schedule.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "kind", rename_all_fields = "camelCase", deny_unknown_fields)]
+pub enum Backoff {
+    /// Always the same delay.
+    #[serde(rename = "constant")]
+    Constant {
+        /// The delay, ms.
+        ms: u64,
+    },
+    /// Growing, randomised delays between two bounds.
+    #[serde(rename = "jittered")]
+    Jittered {
+        /// The smallest delay, ms.
+        min_ms: u64,
+        /// The largest delay, ms.
+        max_ms: u64,
+    },
+}
+
+/// A retry budget (`retries.budget`, `requeueBudget`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Budget {
+    /// The window deposits count in, seconds (default 10).
+    pub ttl_secs: Option<u64>,
+    /// Retries always allowed per second (default 10).
+    pub min_retries_per_sec: Option<u32>,
+    /// Retries allowed per request, on top (default 0.2).
+    pub percent_can_retry: Option<f64>,
 }

@@ -11,6 +11,7 @@
 //! per-worker caches, so the hot path takes no lock.
 
 pub mod accrual;
+pub mod balance;
 pub mod binding;
 pub mod choose;
 pub mod client;
