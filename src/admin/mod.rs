@@ -286,12 +286,15 @@ async fn delegator(state: &AdminState, req: Request<Incoming>) -> AdminResponse 
 }
 
 fn client_state(state: &AdminState) -> AdminResponse {
+    let now = Instant::now();
     let mut out = serde_json::Map::new();
     for router in &state.routers {
+        let ejected = router.routes.ejected(now);
         for (id, addrs) in router.clients.snapshot() {
+            let out_of_rotation = ejected.get(&id).cloned().unwrap_or_default();
             out.insert(
                 id,
-                json!({"router": router.label, "state": "bound", "addresses": addrs}),
+                json!({"router": router.label, "state": "bound", "addresses": addrs, "ejected": out_of_rotation}),
             );
         }
     }

@@ -373,9 +373,6 @@ impl Validation {
         self.keys(
             at,
             &[
-                ("loadBalancer", c.load_balancer.is_some()),
-                ("failureAccrual", c.failure_accrual.is_some()),
-                ("requeueBudget", c.requeue_budget.is_some()),
                 (
                     "requestAttemptTimeoutMs",
                     c.request_attempt_timeout_ms.is_some(),

@@ -96,13 +96,22 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ProxyErr
     Ok(sender)
 }
 
+/// A request that could not be sent or answered; `unsent` gives the request back when
+/// it certainly never left (the connection could not be made), so it can be requeued.
+pub struct SendError {
+    /// What went wrong.
+    pub error: ProxyError,
+    /// The request, if it was never sent.
+    pub unsent: Option<Request<ProxyBody>>,
+}
+
 /// Sends `req` to `addr` on a pooled or new connection. The response body returns the
 /// connection to the pool when it has been read to the end.
 pub async fn send(
     addr: SocketAddr,
     req: Request<ProxyBody>,
     connect_timeout: Duration,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Response<ProxyBody>, SendError> {
     let mut req = req;
     while let Some(mut sender) = checkout(addr) {
         if sender.ready().await.is_err() {
@@ -111,16 +120,36 @@ pub async fn send(
         match sender.try_send_request(req).await {
             Ok(rsp) => return Ok(pooled(addr, sender, rsp)),
             Err(mut e) => match e.take_message() {
-                // Never sent (the endpoint closed the idle connection): use a new one.
+                // Never sent (the endpoint closed the idle connection): use another.
                 Some(unsent) => req = unsent,
-                None => return Err(upstream(addr, e.into_error())),
+                None => {
+                    return Err(SendError {
+                        error: upstream(addr, e.into_error()),
+                        unsent: None,
+                    });
+                }
             },
         }
     }
-    let mut sender = connect(addr, connect_timeout).await?;
-    match sender.send_request(req).await {
+    let mut sender = match connect(addr, connect_timeout).await {
+        Ok(s) => s,
+        Err(error) => {
+            return Err(SendError {
+                error,
+                unsent: Some(req),
+            });
+        }
+    };
+    match sender.try_send_request(req).await {
         Ok(rsp) => Ok(pooled(addr, sender, rsp)),
-        Err(e) => Err(upstream(addr, e)),
+        Err(mut e) => {
+            let unsent = e.take_message();
+            let mut error = upstream(addr, e.into_error());
+            if unsent.is_some() {
+                error.kind = ErrorKind::Connect;
+            }
+            Err(SendError { error, unsent })
+        }
     }
 }
 

@@ -20,12 +20,16 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use plexus_http::headers as h;
 
+use super::balance::{Balancer, Outcome as BalanceOutcome};
 use super::binding::{BindingCache, no_hosts};
-use super::client::{self, BoxError, ProxyBody};
+use super::client::{self, BoxError, ProxyBody, SendError};
 use super::error::{ErrorKind, ProxyError};
+use super::retry::policy::requeue_limit;
+use super::retry::{AttemptError, BackoffConfig, Decision, RetryBudget, RetryState};
+use super::route::RouteHandle;
 use super::stats::{Scope, ScopeStats};
 use super::{Router, ServerSpec, choose, identify};
-use crate::naming::{self, Bound, Dtab, NameTree, Path};
+use crate::naming::{self, Addr, Bound, Dtab, NameTree, Path};
 
 /// A router as one worker thread sees it: the shared configuration plus this worker's
 /// binding cache and metric handles.
@@ -35,7 +39,36 @@ pub struct Worker {
     bindings: RefCell<BindingCache>,
     servers: RefCell<HashMap<SocketAddr, Rc<ScopeStats>>>,
     services: ScopeCache,
-    clients: ScopeCache,
+    clients: RefCell<HashMap<Path, Rc<ClientEntry>>>,
+}
+
+/// One client as a worker sees it: its stats, its balancer over the client's endpoints,
+/// its requeue budget, and the shared route (circuit breakers).
+pub struct ClientEntry {
+    stats: Rc<ScopeStats>,
+    balancer: RefCell<Balancer>,
+    endpoints: RefCell<Vec<(SocketAddr, f64)>>,
+    route: RouteHandle,
+    requeue_budget: RefCell<RetryBudget>,
+    requeues: metrics::Counter,
+    used: Cell<Instant>,
+}
+
+impl ClientEntry {
+    /// Brings the balancer and the route up to date with the bound endpoints.
+    fn sync(&self, addr: &Addr, now: Instant) {
+        let current: Vec<(SocketAddr, f64)> = match addr {
+            Addr::Bound(a) => a.iter().map(|x| (x.addr, x.weight)).collect(),
+            _ => Vec::new(),
+        };
+        if *self.endpoints.borrow() == current {
+            return;
+        }
+        self.balancer.borrow_mut().set_endpoints(&current, now);
+        self.route
+            .set_endpoints(current.iter().map(|(a, _)| *a).collect());
+        *self.endpoints.borrow_mut() = current;
+    }
 }
 
 impl Worker {
@@ -64,6 +97,43 @@ impl Worker {
                 ))
             })
             .clone()
+    }
+
+    /// This worker's entry for client `id`, made again when unused for the idle TTL.
+    fn client(&self, id: &Path) -> Rc<ClientEntry> {
+        let now = Instant::now();
+        if let Some(c) = self.clients.borrow().get(id)
+            && now.saturating_duration_since(c.used.get()) <= self.router.idle_ttl
+        {
+            c.used.set(now);
+            return c.clone();
+        }
+        let router = &self.router;
+        let policy = router.client_blocks.policy(id);
+        let (ttl, min, pct) = policy.requeue_budget;
+        let label = id.show();
+        let entry = Rc::new(ClientEntry {
+            stats: Rc::new(ScopeStats::new(
+                &router.label,
+                Scope::Client,
+                &label,
+                Some(&router.activity),
+            )),
+            balancer: RefCell::new(Balancer::new(policy.balancer.clone())),
+            endpoints: RefCell::default(),
+            route: router.routes.get_or_start(&router.label, id, &policy),
+            requeue_budget: RefCell::new(RetryBudget::new(ttl, min, pct).unwrap_or_default()),
+            requeues: metrics::counter!(
+                "rt:client:retries:requeues",
+                "rt" => router.label.clone(),
+                "client" => label.trim_start_matches('/').to_string()
+            ),
+            used: Cell::new(now),
+        });
+        let mut clients = self.clients.borrow_mut();
+        clients.retain(|_, c| now.saturating_duration_since(c.used.get()) <= router.idle_ttl);
+        clients.insert(id.clone(), entry.clone());
+        entry
     }
 
     /// The stats of a service or client, registered again when this worker has not used
@@ -256,7 +326,6 @@ async fn dispatch(
     let tree = bind(worker, local, dst).await?;
     let none = || no_hosts(dst, &router.base_dtab, local);
     let bound = choose::leaf(&tree, none)?;
-    let endpoint = choose::endpoint(bound, none)?;
 
     let upgrade = h::is_upgrade(&parts.headers);
     h::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -281,11 +350,8 @@ async fn dispatch(
     let inbound_upgrade = upgrade.then(|| hyper::upgrade::on(&mut inbound));
     let outbound = inbound.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
 
-    let client = worker.scoped(&worker.clients, Scope::Client, &bound.id);
-    let started = client.start();
-    let sent = client::send(endpoint, outbound, router.connect_timeout).await;
-    service_finish(&client, started, &sent);
-    let mut rsp = sent?;
+    let client = worker.client(&bound.id);
+    let mut rsp = forward(worker, &client, &bound.addr, outbound, none).await?;
 
     let switching = rsp.status() == StatusCode::SWITCHING_PROTOCOLS;
     h::strip_hop_by_hop(rsp.headers_mut(), switching);
@@ -305,6 +371,85 @@ async fn dispatch(
     rsp.headers_mut()
         .insert(h::L5D_SUCCESS_CLASS, HeaderValue::from_static(class));
     Ok(rsp)
+}
+
+/// Phase 7, the client stack: pick an endpoint (balancer, avoiding ejected ones), send,
+/// report the outcome to the balancer and the circuit breaker, and requeue a request
+/// that never reached an endpoint while the requeue budget allows.
+async fn forward(
+    worker: &Worker,
+    client: &ClientEntry,
+    addr: &Addr,
+    req: Request<ProxyBody>,
+    no_hosts: impl Fn() -> ProxyError,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let now = Instant::now();
+    client.sync(addr, now);
+    let limit = requeue_limit(client.requeue_budget.borrow().balance(now));
+    let mut state = RetryState::new(BackoffConfig::default(), limit);
+    client.requeue_budget.borrow_mut().deposit(now);
+    let mut req = req;
+    loop {
+        let now = Instant::now();
+        let ejected = client.route.shared.ejected.load();
+        let Some(endpoint) = client
+            .balancer
+            .borrow_mut()
+            .pick(now, &mut choose::uniform, |a| ejected.is_available(a, now))
+        else {
+            return Err(no_hosts());
+        };
+        if ejected.get(endpoint).is_some() {
+            // An ejected endpoint whose probe is open: this request is the probe.
+            ejected.try_acquire(endpoint, now);
+        }
+        let pending = client.balancer.borrow_mut().start(endpoint, now);
+        let started = client.stats.start();
+        match client::send(endpoint, req, worker.router.connect_timeout).await {
+            Ok(rsp) => {
+                let success = !rsp.status().is_server_error();
+                let outcome = if success {
+                    BalanceOutcome::SUCCESS
+                } else {
+                    BalanceOutcome::FAILURE
+                };
+                client
+                    .balancer
+                    .borrow_mut()
+                    .end(pending, Instant::now(), outcome);
+                client.route.outcome(endpoint, success);
+                client
+                    .stats
+                    .finish(started, Some(rsp.status().as_u16()), None);
+                return Ok(rsp);
+            }
+            Err(SendError { error, unsent }) => {
+                client
+                    .balancer
+                    .borrow_mut()
+                    .end(pending, Instant::now(), BalanceOutcome::FAILURE);
+                client.route.outcome(endpoint, false);
+                client
+                    .stats
+                    .finish(started, None, Some(error.metric_label()));
+                let Some(unsent) = unsent else {
+                    return Err(error);
+                };
+                let decision = state.requeue(
+                    AttemptError::ConnectFailed,
+                    None,
+                    &mut client.requeue_budget.borrow_mut(),
+                    Instant::now(),
+                );
+                if decision != Decision::Requeue {
+                    return Err(error);
+                }
+                tracing::debug!(%endpoint, error = %error, "requeued a request that never reached its endpoint");
+                client.requeues.increment(1);
+                req = unsent;
+            }
+        }
+    }
 }
 
 /// What a request handler knows about the client connection it came on.

@@ -18,7 +18,9 @@ pub mod client;
 pub mod error;
 pub mod http;
 pub mod identify;
+pub mod policy;
 pub mod retry;
+pub mod route;
 pub mod stats;
 
 use std::net::{IpAddr, SocketAddr};
@@ -97,6 +99,10 @@ pub struct Router {
     pub transformers: Vec<Arc<dyn crate::naming::Transformer>>,
     /// When each service and client was last used, for idle eviction.
     pub activity: stats::Activity,
+    /// The `client:` blocks, to find each client's policy.
+    pub client_blocks: policy::ClientBlocks,
+    /// One route (shared circuit-breaker state) per client in use.
+    pub routes: route::Routes,
 }
 
 /// The bound clients of a router and their current addresses. Written when a binding is
@@ -154,6 +160,7 @@ impl Router {
             registry.remove_matching(&[("rt", self.label.as_str()), (scope.key(), id.as_str())]);
             if *scope == stats::Scope::Client {
                 self.clients.forget(&format!("/{id}"));
+                self.routes.forget(&format!("/{id}"));
             }
             tracing::debug!(router = %self.label, scope = scope.key(), %id, "evicted idle");
         }
@@ -254,6 +261,8 @@ impl Router {
             clients: ClientRegistry::default(),
             transformers,
             activity: stats::Activity::default(),
+            client_blocks: policy::ClientBlocks::new(cfg.client.as_ref()),
+            routes: route::Routes::new(),
         })
     }
 }

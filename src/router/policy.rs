@@ -1,0 +1,261 @@
+//! Which settings apply to a client: the router's `client:` block (global, or the
+//! `io.l5d.static` blocks whose prefix matches the client id, later ones winning per
+//! key) turned into the cores' configurations.
+
+use std::time::Duration;
+
+use super::accrual::{AccrualConfig, Backoff, Policy};
+use super::balance::{ApertureConfig, BalancerConfig, EwmaConfig, Kind};
+use super::route::ClientPolicy;
+use crate::config::{self, ClientConfig, PathMatcher, StackKind};
+use crate::naming::Path;
+
+/// A router's client blocks, ready to match client ids.
+#[derive(Debug, Default)]
+pub struct ClientBlocks {
+    blocks: Vec<(Option<PathMatcher>, Settings)>,
+}
+
+/// The keys of one block that Plexus applies.
+#[derive(Debug, Default, Clone)]
+struct Settings {
+    load_balancer: Option<config::LoadBalancer>,
+    failure_accrual: Option<config::FailureAccrual>,
+    requeue_budget: Option<config::Budget>,
+}
+
+fn settings(c: &ClientConfig) -> Settings {
+    Settings {
+        load_balancer: c.load_balancer.clone(),
+        failure_accrual: c.failure_accrual.clone(),
+        requeue_budget: c.requeue_budget.clone(),
+    }
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn backoff(b: &Option<config::Backoff>) -> Backoff {
+    match b {
+        None => Backoff::default(),
+        Some(config::Backoff::Constant { ms: m }) => Backoff::Constant(ms(*m)),
+        Some(config::Backoff::Jittered { min_ms, max_ms }) => Backoff::Jittered {
+            min: ms(*min_ms),
+            max: ms(*max_ms),
+        },
+    }
+}
+
+fn balancer(lb: &config::LoadBalancer) -> BalancerConfig {
+    let effort = |e: &Option<u32>| e.unwrap_or(5) as usize;
+    match lb {
+        config::LoadBalancer::P2c { max_effort, .. } => BalancerConfig {
+            kind: Kind::P2c,
+            max_effort: effort(max_effort),
+        },
+        config::LoadBalancer::Ewma {
+            max_effort,
+            decay_time_ms,
+            ..
+        } => {
+            let mut e = EwmaConfig::default();
+            if let Some(d) = decay_time_ms {
+                e.decay = ms(*d);
+            }
+            BalancerConfig {
+                kind: Kind::Ewma(e),
+                max_effort: effort(max_effort),
+            }
+        }
+        config::LoadBalancer::Aperture {
+            max_effort,
+            smooth_window_ms,
+            low_load,
+            high_load,
+            min_aperture,
+            ..
+        } => {
+            let mut a = ApertureConfig::default();
+            if let Some(v) = smooth_window_ms {
+                a.smooth_window = ms(*v);
+            }
+            if let Some(v) = low_load {
+                a.low_load = *v;
+            }
+            if let Some(v) = high_load {
+                a.high_load = *v;
+            }
+            if let Some(v) = min_aperture {
+                a.min_aperture = *v as usize;
+            }
+            a.seed = std::process::id() as u64;
+            BalancerConfig {
+                kind: Kind::Aperture(a),
+                max_effort: effort(max_effort),
+            }
+        }
+        config::LoadBalancer::Heap { .. } => BalancerConfig {
+            kind: Kind::Heap,
+            max_effort: 1,
+        },
+        config::LoadBalancer::RoundRobin { max_effort, .. } => BalancerConfig {
+            kind: Kind::RoundRobin,
+            max_effort: effort(max_effort),
+        },
+    }
+}
+
+fn accrual(fa: &config::FailureAccrual) -> AccrualConfig {
+    match fa {
+        config::FailureAccrual::ConsecutiveFailures {
+            failures,
+            backoff: b,
+        } => AccrualConfig {
+            policy: Policy::ConsecutiveFailures {
+                failures: failures.unwrap_or(5),
+            },
+            backoff: backoff(b),
+        },
+        config::FailureAccrual::SuccessRate {
+            success_rate,
+            requests,
+            backoff: b,
+        } => AccrualConfig {
+            policy: Policy::SuccessRate {
+                success_rate: *success_rate,
+                requests: *requests,
+            },
+            backoff: backoff(b),
+        },
+        config::FailureAccrual::SuccessRateWindowed {
+            success_rate,
+            window,
+            backoff: b,
+        } => AccrualConfig {
+            policy: Policy::SuccessRateWindowed {
+                success_rate: *success_rate,
+                window: Duration::from_secs(*window),
+            },
+            backoff: backoff(b),
+        },
+        config::FailureAccrual::None {} => AccrualConfig {
+            policy: Policy::Disabled,
+            backoff: Backoff::default(),
+        },
+    }
+}
+
+impl ClientBlocks {
+    /// The blocks of a router's `client:` (validated: static blocks have prefixes).
+    pub fn new(client: Option<&ClientConfig>) -> Self {
+        let Some(c) = client else {
+            return ClientBlocks::default();
+        };
+        let blocks = match c.kind.unwrap_or(StackKind::Global) {
+            StackKind::Global => vec![(None, settings(c))],
+            StackKind::Static => c
+                .configs
+                .iter()
+                .flatten()
+                .filter_map(|b| {
+                    let m = PathMatcher::parse(b.prefix.as_deref()?).ok()?;
+                    Some((Some(m), settings(b)))
+                })
+                .collect(),
+        };
+        ClientBlocks { blocks }
+    }
+
+    /// The policy of client `id`: defaults, overridden by every matching block in order.
+    pub fn policy(&self, id: &Path) -> ClientPolicy {
+        let mut merged = Settings::default();
+        for (matcher, s) in &self.blocks {
+            if matcher.as_ref().is_some_and(|m| m.matches(id).is_none()) {
+                continue;
+            }
+            if s.load_balancer.is_some() {
+                merged.load_balancer = s.load_balancer.clone();
+            }
+            if s.failure_accrual.is_some() {
+                merged.failure_accrual = s.failure_accrual.clone();
+            }
+            if s.requeue_budget.is_some() {
+                merged.requeue_budget = s.requeue_budget.clone();
+            }
+        }
+        let budget = merged.requeue_budget.unwrap_or(config::Budget {
+            ttl_secs: None,
+            min_retries_per_sec: None,
+            percent_can_retry: None,
+        });
+        ClientPolicy {
+            balancer: merged
+                .load_balancer
+                .as_ref()
+                .map(balancer)
+                .unwrap_or_default(),
+            accrual: merged
+                .failure_accrual
+                .as_ref()
+                .map(accrual)
+                .unwrap_or_default(),
+            requeue_budget: (
+                Duration::from_secs(budget.ttl_secs.unwrap_or(10)),
+                budget.min_retries_per_sec.unwrap_or(10),
+                budget.percent_can_retry.unwrap_or(0.2),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn blocks(yaml: &str) -> ClientBlocks {
+        let config = Config::parse(&format!(
+            "routers:\n- protocol: http\n  servers: [{{port: 1}}]\n  client:\n{yaml}"
+        ))
+        .unwrap();
+        let crate::config::Router::Http(r) = &config.routers[0] else {
+            panic!()
+        };
+        ClientBlocks::new(r.client.as_ref())
+    }
+
+    #[test]
+    fn defaults_are_linkerds() {
+        let p = ClientBlocks::default().policy(&Path::read("/#/x").unwrap());
+        assert_eq!(p.balancer, BalancerConfig::default());
+        assert_eq!(p.accrual, AccrualConfig::default());
+        assert_eq!(p.requeue_budget, (Duration::from_secs(10), 10, 0.2));
+    }
+
+    #[test]
+    fn static_blocks_apply_in_order_later_ones_winning() {
+        let b = blocks(
+            "    kind: io.l5d.static\n    configs:\n    - prefix: /#/io.l5d.fs\n      loadBalancer: {kind: ewma, decayTimeMs: 500}\n      \
+             failureAccrual: {kind: io.l5d.consecutiveFailures, failures: 3, backoff: {kind: constant, ms: 100}}\n    \
+             - prefix: /#/io.l5d.fs/special\n      failureAccrual: {kind: none}\n",
+        );
+        let p = b.policy(&Path::read("/#/io.l5d.fs/web").unwrap());
+        let Kind::Ewma(e) = p.balancer.kind else {
+            panic!("{:?}", p.balancer)
+        };
+        assert_eq!(e.decay, Duration::from_millis(500));
+        assert_eq!(
+            p.accrual,
+            AccrualConfig {
+                policy: Policy::ConsecutiveFailures { failures: 3 },
+                backoff: Backoff::Constant(Duration::from_millis(100))
+            }
+        );
+        let special = b.policy(&Path::read("/#/io.l5d.fs/special").unwrap());
+        assert_eq!(special.accrual.policy, Policy::Disabled);
+        assert!(matches!(special.balancer.kind, Kind::Ewma(_)));
+        let other = b.policy(&Path::read("/$/inet/127.0.0.1/1").unwrap());
+        assert_eq!(other.balancer, BalancerConfig::default());
+    }
+}

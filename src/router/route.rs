@@ -1,0 +1,267 @@
+//! Route actors: the state of one client (bound name) that every worker shares.
+//!
+//! A client's endpoints are balanced per worker (see [`super::balance`]), but whether an
+//! endpoint is ejected by failure accrual must be one verdict for all workers. The
+//! [`RouteActor`] of a client owns its [`Accrual`] core: workers report each request's
+//! outcome with a non-blocking message, the actor decides, and publishes a snapshot of
+//! the ejected endpoints that workers read lock-free before picking. The actor runs under
+//! a supervisor on the main arbiter; a restart starts its circuit breakers afresh without
+//! touching any other client.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use metrics::Counter;
+
+use super::accrual::{Accrual, AccrualConfig, Snapshot, Transition};
+use super::balance::BalancerConfig;
+use super::choose::uniform;
+use crate::naming::Path;
+
+/// What one client's requests follow: its balancer, circuit breaker and requeue budget.
+#[derive(Clone, Debug, Default)]
+pub struct ClientPolicy {
+    /// `loadBalancer`.
+    pub balancer: BalancerConfig,
+    /// `failureAccrual`.
+    pub accrual: AccrualConfig,
+    /// `requeueBudget`: (ttl, minRetriesPerSec, percentCanRetry).
+    pub requeue_budget: (std::time::Duration, u32, f64),
+}
+
+/// Counters of a client's circuit breaker (`failure_accrual/*`).
+struct AccrualStats {
+    removals: Counter,
+    revivals: Counter,
+    probes: Counter,
+    removed_for_ms: Counter,
+}
+
+impl AccrualStats {
+    fn new(rt: &str, client: &str) -> Self {
+        let c = |name: &'static str| metrics::counter!(name, "rt" => rt.to_string(), "client" => client.to_string());
+        AccrualStats {
+            removals: c("rt:client:failure_accrual:removals"),
+            revivals: c("rt:client:failure_accrual:revivals"),
+            probes: c("rt:client:failure_accrual:probes"),
+            removed_for_ms: c("rt:client:failure_accrual:removed_for_ms"),
+        }
+    }
+}
+
+/// The part of a route that workers read.
+pub struct RouteShared {
+    /// The ejected endpoints, as last published.
+    pub ejected: ArcSwap<Snapshot>,
+}
+
+/// A worker's handle on a route: read the snapshot, report outcomes.
+#[derive(Clone)]
+pub struct RouteHandle {
+    /// The published state.
+    pub shared: Arc<RouteShared>,
+    actor: Option<Addr<RouteActor>>,
+}
+
+impl RouteHandle {
+    /// Reports the outcome of one request to `addr` (never blocks).
+    pub fn outcome(&self, addr: SocketAddr, success: bool) {
+        if let Some(a) = &self.actor {
+            a.do_send(Outcome {
+                addr,
+                success,
+                at: Instant::now(),
+            });
+        }
+    }
+
+    /// Tells the route the client's current endpoints.
+    pub fn set_endpoints(&self, addrs: Vec<SocketAddr>) {
+        if let Some(a) = &self.actor {
+            a.do_send(SetEndpoints(addrs));
+        }
+    }
+}
+
+/// Owns one client's failure accrual.
+pub struct RouteActor {
+    id: String,
+    config: AccrualConfig,
+    accrual: Accrual,
+    shared: Arc<RouteShared>,
+    stats: Arc<AccrualStats>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Outcome {
+    addr: SocketAddr,
+    success: bool,
+    at: Instant,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SetEndpoints(Vec<SocketAddr>);
+
+impl Actor for RouteActor {
+    type Context = Context<Self>;
+}
+
+impl Supervised for RouteActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!(client = %self.id, "route actor restarting; circuit breakers start afresh");
+        let endpoints = self.accrual.endpoints().to_vec();
+        self.accrual = Accrual::new(self.config);
+        self.accrual.set_endpoints(&endpoints, Instant::now());
+        self.publish();
+    }
+}
+
+impl RouteActor {
+    fn publish(&self) {
+        self.shared.ejected.store(Arc::new(self.accrual.snapshot()));
+    }
+}
+
+impl Handler<Outcome> for RouteActor {
+    type Result = ();
+
+    fn handle(&mut self, o: Outcome, _: &mut Self::Context) {
+        let Some(t) = self.accrual.record(o.addr, o.at, o.success, uniform()) else {
+            return;
+        };
+        match &t {
+            Transition::Removed { reason, backoff } => {
+                self.stats.removals.increment(1);
+                self.stats
+                    .removed_for_ms
+                    .increment(backoff.as_millis() as u64);
+                tracing::info!(client = %self.id, endpoint = %o.addr, ?reason, ?backoff, "endpoint ejected");
+            }
+            Transition::ProbeFailed { backoff, .. } => {
+                self.stats.probes.increment(1);
+                self.stats
+                    .removed_for_ms
+                    .increment(backoff.as_millis() as u64);
+                tracing::info!(client = %self.id, endpoint = %o.addr, ?backoff, "probe failed; endpoint stays ejected");
+            }
+            Transition::Revived { removed_for } => {
+                self.stats.probes.increment(1);
+                self.stats.revivals.increment(1);
+                tracing::info!(client = %self.id, endpoint = %o.addr, ?removed_for, "endpoint revived");
+            }
+        }
+        self.publish();
+    }
+}
+
+impl Handler<SetEndpoints> for RouteActor {
+    type Result = ();
+
+    fn handle(&mut self, SetEndpoints(addrs): SetEndpoints, _: &mut Self::Context) {
+        self.accrual.set_endpoints(&addrs, Instant::now());
+        self.publish();
+    }
+}
+
+/// The routes of one router, by client id. Looked up when a worker first uses a client
+/// (not per request).
+#[derive(Default)]
+pub struct Routes {
+    arbiter: Option<actix_rt::ArbiterHandle>,
+    routes: std::sync::Mutex<BTreeMap<Path, RouteHandle>>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Routes")
+    }
+}
+
+impl Routes {
+    /// Routes whose actors run on the current arbiter (none outside an actix system,
+    /// e.g. in offline tools: then nothing is ever ejected).
+    pub fn new() -> Self {
+        let arbiter = actix_rt::System::try_current().map(|_| actix_rt::Arbiter::current());
+        Routes {
+            arbiter,
+            routes: Default::default(),
+        }
+    }
+
+    /// The route of client `id`, started on first use with `policy`.
+    pub fn get_or_start(&self, rt: &str, id: &Path, policy: &ClientPolicy) -> RouteHandle {
+        let Ok(mut routes) = self.routes.lock() else {
+            return RouteHandle {
+                shared: Arc::new(RouteShared {
+                    ejected: ArcSwap::from_pointee(Accrual::new(policy.accrual).snapshot()),
+                }),
+                actor: None,
+            };
+        };
+        if let Some(r) = routes.get(id) {
+            return r.clone();
+        }
+        let accrual = Accrual::new(policy.accrual);
+        let shared = Arc::new(RouteShared {
+            ejected: ArcSwap::from_pointee(accrual.snapshot()),
+        });
+        let actor = self.arbiter.as_ref().map(|arbiter| {
+            let (shared, config, id, stats) = (
+                shared.clone(),
+                policy.accrual,
+                id.show(),
+                Arc::new(AccrualStats::new(rt, id.show().trim_start_matches('/'))),
+            );
+            Supervisor::start_in_arbiter(arbiter, move |_| RouteActor {
+                id,
+                accrual: Accrual::new(config),
+                config,
+                shared,
+                stats,
+            })
+        });
+        let handle = RouteHandle { shared, actor };
+        routes.insert(id.clone(), handle.clone());
+        handle
+    }
+
+    /// Forgets an idle client's route (its actor stops when the last handle is gone).
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.retain(|k, _| k.show() != id);
+        }
+    }
+
+    /// The ejected endpoints of every route, for `/client_state.json`.
+    pub fn ejected(&self, now: Instant) -> BTreeMap<String, Vec<serde_json::Value>> {
+        let Ok(routes) = self.routes.lock() else {
+            return BTreeMap::new();
+        };
+        routes
+            .iter()
+            .map(|(id, r)| {
+                let snap = r.shared.ejected.load();
+                let list = snap
+                    .ejected()
+                    .iter()
+                    .map(|(addr, v)| {
+                        serde_json::json!({
+                            "address": addr.to_string(),
+                            "reason": format!("{:?}", v.reason),
+                            "removed_for_ms": v.removed_for(now).as_millis() as u64,
+                            "next_probe_in_ms": v.next_probe.saturating_duration_since(now).as_millis() as u64,
+                            "ejections": v.ejections,
+                        })
+                    })
+                    .collect();
+                (id.show(), list)
+            })
+            .collect()
+    }
+}
