@@ -142,3 +142,123 @@ fn a_failing_instance_is_ejected_then_probed_and_revived() {
     );
     drop((good, bad));
 }
+
+#[test]
+fn reads_are_retried_under_retryable_read5xx_and_posts_are_not() {
+    let dir = scratch("resilience-retry");
+    let (good, good_addr) = start_world(&dir, "good", &[]);
+    let (bad, bad_addr) = start_world(&dir, "bad", &["-failure-rate=1"]);
+    let config = "  service:\n    responseClassifier: {kind: io.l5d.http.retryableRead5XX}\n  \
+                  client:\n    failureAccrual: {kind: none}\n";
+    let r = start_router(&dir, &[good_addr, bad_addr], config);
+    let total = "rt/http/service/svc/world/retries/total";
+    let gets: Vec<u16> = (0..30)
+        .map(|_| curl(&["-x", &r.proxy, "http://world/"]).status)
+        .collect();
+    assert!(gets.iter().all(|s| *s == 200), "{gets:?}");
+    let retried = metric(&r, total);
+    assert!(retried >= 1.0, "the failing instance was never picked?");
+    let posts: Vec<u16> = (0..30)
+        .map(|_| curl(&["-x", &r.proxy, "-d", "x=1", "http://world/"]).status)
+        .collect();
+    assert!(posts.contains(&500), "{posts:?}");
+    assert_eq!(metric(&r, total), retried, "a POST was retried");
+    drop((good, bad));
+}
+
+#[test]
+fn a_retry_storm_is_stopped_by_the_budget() {
+    let dir = scratch("resilience-budget");
+    let (bad, bad_addr) = start_world(&dir, "bad", &["-failure-rate=1"]);
+    let config = "  service:\n    responseClassifier: {kind: io.l5d.http.retryableRead5XX}\n    \
+                  retries:\n      budget: {ttlSecs: 10, minRetriesPerSec: 0, percentCanRetry: 0.2}\n  \
+                  client:\n    failureAccrual: {kind: none}\n";
+    let dir2 = dir.clone();
+    let r = {
+        // The router's readiness probe must see a 200; bind a good instance first, then swap.
+        let (good, good_addr) = start_world(&dir2, "good", &[]);
+        let r = start_router(&dir, &[good_addr], config);
+        drop(good);
+        std::fs::write(
+            dir.join("disco").join("world"),
+            format!("{} {}\n", bad_addr.ip(), bad_addr.port()),
+        )
+        .expect("swap");
+        wait_for("the failing instance to take over", || {
+            curl(&["-x", &r.proxy, "http://world/"]).status == 500
+        });
+        r
+    };
+    let before = metric(&r, "rt/http/service/svc/world/retries/total");
+    let statuses: Vec<u16> = (0..50)
+        .map(|_| curl(&["-x", &r.proxy, "http://world/"]).status)
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 500), "{statuses:?}");
+    let retries = metric(&r, "rt/http/service/svc/world/retries/total") - before;
+    // At most 20 % of the requests may be retried (no per-second reserve), per worker.
+    assert!(
+        retries <= 0.2 * 60.0 + 2.0,
+        "{retries} retries for 50 requests"
+    );
+    assert!(metric(&r, "rt/http/service/svc/world/retries/budget_exhausted") >= 30.0);
+    drop(bad);
+}
+
+#[test]
+fn a_total_timeout_answers_503_and_the_deadline_travels() {
+    let dir = scratch("resilience-timeout");
+    let (slow, slow_addr) = start_world(&dir, "slow", &[]);
+    let config = "  service:\n    totalTimeoutMs: 300\n";
+    let r = start_router(&dir, &[slow_addr], config);
+    let set = curl(&[
+        "-X",
+        "POST",
+        &format!("http://{slow_addr}/setLatency?latency=5s"),
+    ]);
+    assert_eq!(set.status, 200);
+    let rsp = curl(&["-x", &r.proxy, "http://world/"]);
+    assert_eq!(rsp.status, 503, "{rsp:?}");
+    assert!(
+        rsp.body.contains("exceeded 300 ms to /svc/world"),
+        "{}",
+        rsp.body
+    );
+    assert!(rsp.header("l5d-err").is_some());
+    assert!(
+        metric(
+            &r,
+            "rt/http/service/svc/world/failures/RequestTimeoutException"
+        ) >= 1.0
+    );
+    // A request whose deadline has already passed fails at once.
+    let expired = curl(&[
+        "-x",
+        &r.proxy,
+        "-H",
+        "l5d-ctx-deadline: 1000 2000",
+        "http://world/",
+    ]);
+    assert_eq!(expired.status, 503);
+    assert!(expired.body.contains("deadline"), "{}", expired.body);
+    drop(slow);
+}
+
+#[test]
+fn the_deadline_is_forwarded_to_the_next_hop() {
+    let dir = scratch("resilience-deadline");
+    let b = support::backend::start();
+    let r = start_router(&dir, &[b.addr], "  service:\n    totalTimeoutMs: 5000\n");
+    let rsp = curl(&["-x", &r.proxy, "http://world/echo"]);
+    let line = rsp
+        .body
+        .lines()
+        .find(|l| l.starts_with("l5d-ctx-deadline: "))
+        .unwrap_or_else(|| panic!("{}", rsp.body));
+    let fields: Vec<u128> = line["l5d-ctx-deadline: ".len()..]
+        .split(' ')
+        .map(|f| f.parse().expect("ns"))
+        .collect();
+    assert_eq!(fields.len(), 2);
+    let budget_ms = (fields[1] - fields[0]) / 1_000_000;
+    assert!((4000..=5000).contains(&budget_ms), "{budget_ms} ms");
+}

@@ -31,6 +31,15 @@ pub use stack::{
 };
 use value::NotYet;
 
+/// The `responseClassifier` kinds HTTP routers apply.
+pub const HTTP_CLASSIFIERS: &[&str] = &[
+    "io.l5d.http.nonRetryable5XX",
+    "io.l5d.http.retryableRead5XX",
+    "io.l5d.http.retryableIdempotent5XX",
+    "io.l5d.http.retryableAll5XX",
+    "io.l5d.http.allSuccessful",
+];
+
 /// A whole configuration file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -353,15 +362,15 @@ impl Validation {
 
     fn service(&mut self, at: &str, s: &ServiceConfig, top: bool) {
         self.prefix(at, &s.prefix);
+        if let Some(c) = &s.response_classifier
+            && !HTTP_CLASSIFIERS.contains(&c.kind.as_str())
+        {
+            self.problem(format!(
+                "{at}: responseClassifier kind {} is not supported yet",
+                c.kind
+            ));
+        }
         self.stack_shape(at, s.kind, s.configs.is_some(), s.prefix.is_some(), top);
-        self.keys(
-            at,
-            &[
-                ("totalTimeoutMs", s.total_timeout_ms.is_some()),
-                ("retries", s.retries.is_some()),
-                ("responseClassifier", s.response_classifier.is_some()),
-            ],
-        );
         for (i, c) in s.configs.iter().flatten().enumerate() {
             self.service(&format!("{at}.configs[{i}]"), c, false);
         }

@@ -26,12 +26,12 @@ pub struct ServiceConfig {
     pub configs: Option<Vec<ServiceConfig>>,
     /// Which names a `configs` entry applies to (`*` and `{var}` allowed).
     pub prefix: Option<String>,
-    /// Not implemented yet.
-    pub total_timeout_ms: NotYet,
-    /// Not implemented yet.
-    pub retries: NotYet,
-    /// Not implemented yet.
-    pub response_classifier: NotYet,
+    /// The time a request (with all its retries) may take, ms; 503 after.
+    pub total_timeout_ms: Option<u64>,
+    /// Retries of failed requests the classifier says are retryable.
+    pub retries: Option<Retries>,
+    /// Which responses are failures, and which failures may be retried.
+    pub response_classifier: Option<ResponseClassifier>,
 }
 
 /// Settings per client (bound name). Also the shape of each `configs` entry.
@@ -189,4 +189,24 @@ pub struct Budget {
     pub min_retries_per_sec: Option<u32>,
     /// Retries allowed per request, on top (default 0.2).
     pub percent_can_retry: Option<f64>,
+}
+
+/// `retries:` of a service.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// How many retries are allowed (default: 20 % of requests plus 10 per second).
+    pub budget: Option<Budget>,
+    /// The wait before each retry (default: none).
+    pub backoff: Option<Backoff>,
+}
+
+/// `responseClassifier:` of a service.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseClassifier {
+    /// `io.l5d.http.nonRetryable5XX` (default), `io.l5d.http.retryableRead5XX`,
+    /// `io.l5d.http.retryableIdempotent5XX`, `io.l5d.http.retryableAll5XX` or
+    /// `io.l5d.http.allSuccessful`.
+    pub kind: String,
 }

@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -24,8 +25,13 @@ use super::balance::{Balancer, Outcome as BalanceOutcome};
 use super::binding::{BindingCache, no_hosts};
 use super::client::{self, BoxError, ProxyBody, SendError};
 use super::error::{ErrorKind, ProxyError};
+use super::policy::ServicePolicy;
+use super::retry::policy::DEFAULT_RETRY_BUFFER_BYTES;
 use super::retry::policy::requeue_limit;
-use super::retry::{AttemptError, BackoffConfig, Decision, RetryBudget, RetryState};
+use super::retry::{
+    self, AttemptError, BackoffConfig, Deadline, Decision, Exchange, GiveUpReason,
+    Outcome as RetryOutcome, RetryBudget, RetryState, deadline,
+};
 use super::route::RouteHandle;
 use super::stats::{Scope, ScopeStats};
 use super::{Router, ServerSpec, choose, identify};
@@ -38,8 +44,21 @@ pub struct Worker {
     pub router: Arc<Router>,
     bindings: RefCell<BindingCache>,
     servers: RefCell<HashMap<SocketAddr, Rc<ScopeStats>>>,
-    services: ScopeCache,
+    services: RefCell<HashMap<Path, Rc<ServiceEntry>>>,
     clients: RefCell<HashMap<Path, Rc<ClientEntry>>>,
+}
+
+/// One service (logical name) as a worker sees it: its stats, its policy (timeout,
+/// classifier, retries) and this worker's share of its retry budget.
+pub struct ServiceEntry {
+    stats: Rc<ScopeStats>,
+    policy: ServicePolicy,
+    budget: RefCell<RetryBudget>,
+    retries_total: metrics::Counter,
+    retries_per_request: metrics::Histogram,
+    budget_exhausted: metrics::Counter,
+    budget_balance: metrics::Gauge,
+    used: Cell<Instant>,
 }
 
 /// One client as a worker sees it: its stats, its balancer over the client's endpoints,
@@ -99,6 +118,42 @@ impl Worker {
             .clone()
     }
 
+    /// This worker's entry for service `name`, made again when unused for the idle TTL.
+    fn service(&self, name: &Path) -> Rc<ServiceEntry> {
+        let now = Instant::now();
+        if let Some(e) = self.services.borrow().get(name)
+            && now.saturating_duration_since(e.used.get()) <= self.router.idle_ttl
+        {
+            e.used.set(now);
+            return e.clone();
+        }
+        let router = &self.router;
+        let policy = router.service_blocks.policy(name);
+        let (ttl, min, pct) = policy.retry_budget;
+        let label = name.show();
+        let id = label.trim_start_matches('/').to_string();
+        let rt = router.label.clone();
+        let entry = Rc::new(ServiceEntry {
+            stats: Rc::new(ScopeStats::new(
+                &router.label,
+                Scope::Service,
+                &label,
+                Some(&router.activity),
+            )),
+            budget: RefCell::new(RetryBudget::new(ttl, min, pct).unwrap_or_default()),
+            retries_total: metrics::counter!("rt:service:retries:total", "rt" => rt.clone(), "service" => id.clone()),
+            retries_per_request: metrics::histogram!("rt:service:retries:per_request", "rt" => rt.clone(), "service" => id.clone()),
+            budget_exhausted: metrics::counter!("rt:service:retries:budget_exhausted", "rt" => rt.clone(), "service" => id.clone()),
+            budget_balance: metrics::gauge!("rt:service:retries:budget", "rt" => rt, "service" => id),
+            policy,
+            used: Cell::new(now),
+        });
+        let mut services = self.services.borrow_mut();
+        services.retain(|_, e| now.saturating_duration_since(e.used.get()) <= router.idle_ttl);
+        services.insert(name.clone(), entry.clone());
+        entry
+    }
+
     /// This worker's entry for client `id`, made again when unused for the idle TTL.
     fn client(&self, id: &Path) -> Rc<ClientEntry> {
         let now = Instant::now();
@@ -135,34 +190,7 @@ impl Worker {
         clients.insert(id.clone(), entry.clone());
         entry
     }
-
-    /// The stats of a service or client, registered again when this worker has not used
-    /// them for the idle TTL (the sweeper may have evicted their series meanwhile).
-    fn scoped(&self, map: &ScopeCache, scope: Scope, name: &Path) -> Rc<ScopeStats> {
-        let now = Instant::now();
-        if let Some((stats, used)) = map.borrow().get(name)
-            && now.saturating_duration_since(used.get()) <= self.router.idle_ttl
-        {
-            used.set(now);
-            return stats.clone();
-        }
-        let stats = Rc::new(ScopeStats::new(
-            &self.router.label,
-            scope,
-            &name.show(),
-            Some(&self.router.activity),
-        ));
-        let mut map = map.borrow_mut();
-        map.retain(|_, (_, used)| {
-            now.saturating_duration_since(used.get()) <= self.router.idle_ttl
-        });
-        map.insert(name.clone(), (stats.clone(), Cell::new(now)));
-        stats
-    }
 }
-
-/// Per-worker stats handles by name, with when this worker last used each.
-type ScopeCache = RefCell<HashMap<Path, (Rc<ScopeStats>, Cell<Instant>)>>;
 
 thread_local! {
     static WORKERS: RefCell<HashMap<String, Rc<Worker>>> = RefCell::new(HashMap::new());
@@ -266,10 +294,50 @@ async fn route(
         parts.uri = uri;
     }
 
-    let service = worker.scoped(&worker.services, Scope::Service, &dst);
-    let started = service.start();
-    let result = dispatch(worker, server, conn, &dst, &local, parts, body).await;
-    service_finish(&service, started, &result);
+    let service = worker.service(&dst);
+    // The request's deadline: the strictest of the one it carries and the total timeout.
+    let inbound = deadline::parse(
+        parts
+            .headers
+            .get_all(h::L5D_CTX_DEADLINE)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
+    parts.headers.remove(h::L5D_CTX_DEADLINE);
+    let now = SystemTime::now();
+    let deadline = Deadline::effective(inbound, now, service.policy.total_timeout);
+    let started = service.stats.start();
+    let result = match deadline.map(|d| d.remaining(now)) {
+        None => {
+            dispatch(
+                worker, server, conn, &service, &dst, &local, None, parts, body,
+            )
+            .await
+        }
+        Some(None) => Err(ProxyError::new(
+            ErrorKind::Timeout,
+            format!("the deadline of the request to {dst} has passed"),
+        )),
+        Some(Some(left)) => {
+            let attempt = dispatch(
+                worker, server, conn, &service, &dst, &local, deadline, parts, body,
+            );
+            match tokio::time::timeout(left, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(ProxyError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "exceeded {} ms to {dst} while waiting for a response",
+                        left.as_millis()
+                    ),
+                )),
+            }
+        }
+    };
+    service_finish(&service.stats, started, &result);
+    service
+        .budget_balance
+        .set(service.budget.borrow().balance(Instant::now()) as f64);
     result
 }
 
@@ -312,13 +380,17 @@ async fn bind(
     }
 }
 
-/// Phases 4 to 8 for an identified request: bind, choose, forward, respond.
+/// Phases 4 to 8 for an identified request: bind, choose, then the service stack
+/// (classification and retries) around the client stack, and the response.
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     worker: &Worker,
     server: &ServerSpec,
     conn: &ConnInfo,
+    service: &ServiceEntry,
     dst: &Path,
     local: &Dtab,
+    deadline: Option<Deadline>,
     mut parts: http::request::Parts,
     body: Incoming,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -344,14 +416,95 @@ async fn dispatch(
     if let Some(spec) = &server.forwarded {
         add_forwarded(&mut parts.headers, spec, &worker.router.label, conn);
     }
+    if let Some(d) = deadline
+        && let Ok(v) = HeaderValue::from_str(&d.encode())
+    {
+        parts.headers.insert(h::L5D_CTX_DEADLINE, v);
+    }
     h::append_via(&mut parts.headers);
 
     let mut inbound = Request::from_parts(parts, body);
     let inbound_upgrade = upgrade.then(|| hyper::upgrade::on(&mut inbound));
-    let outbound = inbound.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync());
+    let (parts, body) = inbound.into_parts();
+    let classifier = service.policy.classifier;
+    // A request can be retried only if its body can be sent again: empty, or small
+    // enough to keep (bodies of methods the classifier never retries always stream).
+    let replay = if upgrade || !classifier.retries_method(&parts.method) {
+        Replay::Stream(Some(body))
+    } else {
+        Replay::buffer(body, &parts.headers).await?
+    };
+    let replayable = matches!(replay, Replay::Buffered(_));
+    let method = parts.method.clone();
+    let classify = |rsp: &Response<ProxyBody>| {
+        let l5d_retryable = rsp
+            .headers()
+            .get(h::L5D_RETRYABLE)
+            .is_some_and(|v| retry::classify::l5d_retryable(v.as_bytes()));
+        classifier.classify(&Exchange {
+            method: &method,
+            outcome: RetryOutcome::Status(rsp.status()),
+            l5d_retryable,
+            body_replayable: replayable,
+        })
+    };
 
     let client = worker.client(&bound.id);
-    let mut rsp = forward(worker, &client, &bound.addr, outbound, none).await?;
+    let mut state = RetryState::new(service.policy.backoff, 0);
+    service.budget.borrow_mut().deposit(Instant::now());
+    let mut replay = replay;
+    let result = loop {
+        let Some(body) = replay.next() else {
+            break Err(ProxyError::new(
+                ErrorKind::Upstream,
+                "request body already sent",
+            ));
+        };
+        let attempt = Request::from_parts(parts.clone(), body);
+        let result = forward(worker, &client, &bound.addr, attempt, none, &|r| {
+            classify(r).is_success()
+        })
+        .await;
+        let class = match &result {
+            Ok(rsp) => classify(rsp),
+            Err(e) => classifier.classify(&Exchange {
+                method: &method,
+                outcome: RetryOutcome::Error(attempt_error(e)),
+                l5d_retryable: false,
+                body_replayable: replayable,
+            }),
+        };
+        let time_left = deadline.map(|d| d.time_left(SystemTime::now()));
+        let decision = state.retry(
+            class,
+            replayable,
+            time_left,
+            &mut service.budget.borrow_mut(),
+            Instant::now(),
+            choose::uniform(),
+        );
+        match decision {
+            Decision::Retry { after } => {
+                service.retries_total.increment(1);
+                tracing::debug!(service = %dst, ?after, "retrying a failed request");
+                drop(result);
+                if !after.is_zero() {
+                    tokio::time::sleep(after).await;
+                }
+            }
+            Decision::GiveUp {
+                reason: GiveUpReason::BudgetExhausted,
+            } => {
+                service.budget_exhausted.increment(1);
+                break result.map(|r| (r, class));
+            }
+            _ => break result.map(|r| (r, class)),
+        }
+    };
+    service
+        .retries_per_request
+        .record(f64::from(state.retries()));
+    let (mut rsp, class) = result?;
 
     let switching = rsp.status() == StatusCode::SWITCHING_PROTOCOLS;
     h::strip_hop_by_hop(rsp.headers_mut(), switching);
@@ -363,14 +516,67 @@ async fn dispatch(
         splice_upgrade(inbound_upgrade, hyper::upgrade::on(&mut rsp));
     }
     h::append_via(rsp.headers_mut());
-    let class = if rsp.status().is_server_error() {
-        "0.0"
-    } else {
-        "1.0"
-    };
-    rsp.headers_mut()
-        .insert(h::L5D_SUCCESS_CLASS, HeaderValue::from_static(class));
+    rsp.headers_mut().insert(
+        h::L5D_SUCCESS_CLASS,
+        HeaderValue::from_static(retry::classify::success_class_header(class)),
+    );
     Ok(rsp)
+}
+
+/// What kind of failure a routing error is, for the classifier.
+fn attempt_error(e: &ProxyError) -> AttemptError {
+    match e.kind {
+        ErrorKind::Connect => AttemptError::ConnectFailed,
+        ErrorKind::Timeout => AttemptError::Timeout,
+        ErrorKind::Upstream => AttemptError::FailedAfterSend,
+        _ => AttemptError::Other,
+    }
+}
+
+/// A request body for one or more attempts.
+enum Replay {
+    /// Kept in memory: every attempt gets a copy.
+    Buffered(Bytes),
+    /// Streamed: only the first attempt gets it.
+    Stream(Option<Incoming>),
+}
+
+impl Replay {
+    /// Keeps the body when it is empty or declared small enough; streams it otherwise.
+    async fn buffer(body: Incoming, headers: &http::HeaderMap) -> Result<Replay, ProxyError> {
+        if body.is_end_stream() {
+            return Ok(Replay::Buffered(Bytes::new()));
+        }
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        match declared {
+            Some(n) if n <= DEFAULT_RETRY_BUFFER_BYTES => {
+                let collected = http_body_util::Limited::new(body, DEFAULT_RETRY_BUFFER_BYTES)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        ProxyError::new(
+                            ErrorKind::BadRequest,
+                            format!("cannot read the request body: {e}"),
+                        )
+                    })?;
+                Ok(Replay::Buffered(collected.to_bytes()))
+            }
+            _ => Ok(Replay::Stream(Some(body))),
+        }
+    }
+
+    /// The body of the next attempt, if there can be one.
+    fn next(&mut self) -> Option<ProxyBody> {
+        match self {
+            Replay::Buffered(b) => Some(full(b.clone())),
+            Replay::Stream(s) => s
+                .take()
+                .map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),
+        }
+    }
 }
 
 /// Phase 7, the client stack: pick an endpoint (balancer, avoiding ejected ones), send,
@@ -382,6 +588,7 @@ async fn forward(
     addr: &Addr,
     req: Request<ProxyBody>,
     no_hosts: impl Fn() -> ProxyError,
+    is_success: &dyn Fn(&Response<ProxyBody>) -> bool,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let now = Instant::now();
     client.sync(addr, now);
@@ -407,7 +614,7 @@ async fn forward(
         let started = client.stats.start();
         match client::send(endpoint, req, worker.router.connect_timeout).await {
             Ok(rsp) => {
-                let success = !rsp.status().is_server_error();
+                let success = is_success(&rsp);
                 let outcome = if success {
                     BalanceOutcome::SUCCESS
                 } else {

@@ -103,6 +103,8 @@ pub struct Router {
     pub client_blocks: policy::ClientBlocks,
     /// One route (shared circuit-breaker state) per client in use.
     pub routes: route::Routes,
+    /// The `service:` blocks, to find each service's policy.
+    pub service_blocks: policy::ServiceBlocks,
 }
 
 /// The bound clients of a router and their current addresses. Written when a binding is
@@ -263,6 +265,7 @@ impl Router {
             activity: stats::Activity::default(),
             client_blocks: policy::ClientBlocks::new(cfg.client.as_ref()),
             routes: route::Routes::new(),
+            service_blocks: policy::ServiceBlocks::new(cfg.service.as_ref()),
         })
     }
 }

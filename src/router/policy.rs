@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use super::accrual::{AccrualConfig, Backoff, Policy};
 use super::balance::{ApertureConfig, BalancerConfig, EwmaConfig, Kind};
+use super::retry::{BackoffConfig, Classifier};
 use super::route::ClientPolicy;
-use crate::config::{self, ClientConfig, PathMatcher, StackKind};
+use crate::config::{self, ClientConfig, PathMatcher, ServiceConfig, StackKind};
 use crate::naming::Path;
 
 /// A router's client blocks, ready to match client ids.
@@ -205,6 +206,119 @@ impl ClientBlocks {
                 budget.min_retries_per_sec.unwrap_or(10),
                 budget.percent_can_retry.unwrap_or(0.2),
             ),
+        }
+    }
+}
+
+/// What one service's requests follow: the total timeout, the classifier and retries.
+#[derive(Clone, Debug)]
+pub struct ServicePolicy {
+    /// `totalTimeoutMs`.
+    pub total_timeout: Option<Duration>,
+    /// `responseClassifier`.
+    pub classifier: Classifier,
+    /// `retries.budget`: (ttl, minRetriesPerSec, percentCanRetry).
+    pub retry_budget: (Duration, u32, f64),
+    /// `retries.backoff`.
+    pub backoff: BackoffConfig,
+}
+
+/// A router's service blocks, ready to match service names.
+#[derive(Debug, Default)]
+pub struct ServiceBlocks {
+    blocks: Vec<(Option<PathMatcher>, ServiceSettings)>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ServiceSettings {
+    total_timeout_ms: Option<u64>,
+    classifier: Option<String>,
+    budget: Option<config::Budget>,
+    backoff: Option<config::Backoff>,
+}
+
+fn service_settings(c: &ServiceConfig) -> ServiceSettings {
+    ServiceSettings {
+        total_timeout_ms: c.total_timeout_ms,
+        classifier: c.response_classifier.as_ref().map(|r| r.kind.clone()),
+        budget: c.retries.as_ref().and_then(|r| r.budget.clone()),
+        backoff: c.retries.as_ref().and_then(|r| r.backoff.clone()),
+    }
+}
+
+fn budget_params(b: Option<config::Budget>) -> (Duration, u32, f64) {
+    let b = b.unwrap_or(config::Budget {
+        ttl_secs: None,
+        min_retries_per_sec: None,
+        percent_can_retry: None,
+    });
+    (
+        Duration::from_secs(b.ttl_secs.unwrap_or(10)),
+        b.min_retries_per_sec.unwrap_or(10),
+        b.percent_can_retry.unwrap_or(0.2),
+    )
+}
+
+impl ServiceBlocks {
+    /// The blocks of a router's `service:`.
+    pub fn new(service: Option<&ServiceConfig>) -> Self {
+        let Some(c) = service else {
+            return ServiceBlocks::default();
+        };
+        let blocks = match c.kind.unwrap_or(StackKind::Global) {
+            StackKind::Global => vec![(None, service_settings(c))],
+            StackKind::Static => c
+                .configs
+                .iter()
+                .flatten()
+                .filter_map(|b| {
+                    Some((
+                        Some(PathMatcher::parse(b.prefix.as_deref()?).ok()?),
+                        service_settings(b),
+                    ))
+                })
+                .collect(),
+        };
+        ServiceBlocks { blocks }
+    }
+
+    /// The policy of service `name`: defaults, overridden by every matching block in order.
+    pub fn policy(&self, name: &Path) -> ServicePolicy {
+        let mut m = ServiceSettings::default();
+        for (matcher, s) in &self.blocks {
+            if matcher.as_ref().is_some_and(|x| x.matches(name).is_none()) {
+                continue;
+            }
+            if s.total_timeout_ms.is_some() {
+                m.total_timeout_ms = s.total_timeout_ms;
+            }
+            if s.classifier.is_some() {
+                m.classifier = s.classifier.clone();
+            }
+            if s.budget.is_some() {
+                m.budget = s.budget.clone();
+            }
+            if s.backoff.is_some() {
+                m.backoff = s.backoff.clone();
+            }
+        }
+        let backoff = match &m.backoff {
+            None => BackoffConfig::default(),
+            Some(config::Backoff::Constant { ms: v }) => BackoffConfig::constant(ms(*v)),
+            Some(config::Backoff::Jittered { min_ms, max_ms }) => {
+                BackoffConfig::jittered(ms(*min_ms), ms(*max_ms))
+                    .unwrap_or_else(|_| BackoffConfig::constant(ms(*min_ms)))
+            }
+        };
+        ServicePolicy {
+            total_timeout: m.total_timeout_ms.map(ms),
+            classifier: m
+                .classifier
+                .as_deref()
+                .and_then(Classifier::from_kind)
+                .unwrap_or_default(),
+            retry_budget: budget_params(m.budget),
+            backoff,
         }
     }
 }

@@ -175,6 +175,21 @@ impl ScopeStats {
         }
     }
 
+    /// A request ended with an HTTP status that the classifier judged.
+    pub fn finish_classified(&self, started: Instant, status: u16, success: bool) {
+        self.pending.decrement(1.0);
+        self.latency
+            .record(started.elapsed().as_secs_f64() * 1000.0);
+        if success {
+            self.success.increment(1)
+        } else {
+            self.failures.increment(1)
+        }
+        let (exact, class) = self.status(status);
+        exact.increment(1);
+        class.increment(1);
+    }
+
     fn status(&self, code: u16) -> (Counter, Counter) {
         self.by_status
             .borrow_mut()
