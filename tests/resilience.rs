@@ -262,3 +262,67 @@ fn the_deadline_is_forwarded_to_the_next_hop() {
     let budget_ms = (fields[1] - fields[0]) / 1_000_000;
     assert!((4000..=5000).contains(&budget_ms), "{budget_ms} ms");
 }
+
+#[test]
+fn the_ewma_balancer_sends_a_slow_instance_less_traffic() {
+    let dir = scratch("resilience-ewma");
+    let fast = support::backend::start();
+    let slow = support::backend::start();
+    let r = start_router(
+        &dir,
+        &[fast.addr, slow.addr],
+        "  client:\n    loadBalancer: {kind: ewma}\n",
+    );
+    slow.control
+        .latency_ms
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let (f0, s0) = (
+        fast.control
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        slow.control
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+    );
+    for _ in 0..60 {
+        assert_eq!(curl(&["-x", &r.proxy, "http://world/echo"]).status, 200);
+    }
+    let to_fast = fast
+        .control
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - f0;
+    let to_slow = slow
+        .control
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - s0;
+    assert_eq!(to_fast + to_slow, 60);
+    // Each worker learns the slow instance's latency from its first requests to it.
+    assert!(
+        to_slow <= 12,
+        "the slow instance got {to_slow} of 60 requests"
+    );
+}
+
+#[test]
+fn an_attempt_that_takes_too_long_is_cut_short() {
+    let dir = scratch("resilience-attempt");
+    let b = support::backend::start();
+    let r = start_router(
+        &dir,
+        &[b.addr],
+        "  client:\n    requestAttemptTimeoutMs: 200\n    failureAccrual: {kind: none}\n",
+    );
+    b.control
+        .latency_ms
+        .store(3000, std::sync::atomic::Ordering::SeqCst);
+    let rsp = curl(&["-x", &r.proxy, "http://world/echo"]);
+    assert_eq!(rsp.status, 503, "{rsp:?}");
+    assert!(
+        rsp.body
+            .contains("did not answer within requestAttemptTimeoutMs (200 ms)"),
+        "{}",
+        rsp.body
+    );
+}

@@ -382,10 +382,6 @@ impl Validation {
         self.keys(
             at,
             &[
-                (
-                    "requestAttemptTimeoutMs",
-                    c.request_attempt_timeout_ms.is_some(),
-                ),
                 ("failFast", c.fail_fast.is_some()),
                 ("hostConnectionPool", c.host_connection_pool.is_some()),
                 ("clientSession", c.client_session.is_some()),

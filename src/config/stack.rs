@@ -50,8 +50,8 @@ pub struct ClientConfig {
     pub failure_accrual: Option<FailureAccrual>,
     /// Budget for immediate retries of requests that never reached an endpoint.
     pub requeue_budget: Option<Budget>,
-    /// Not implemented yet.
-    pub request_attempt_timeout_ms: NotYet,
+    /// The time one attempt may take, ms (retries get their own).
+    pub request_attempt_timeout_ms: Option<u64>,
     /// Not implemented yet.
     pub fail_fast: NotYet,
     /// Not implemented yet.

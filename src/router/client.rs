@@ -102,7 +102,7 @@ pub struct SendError {
     /// What went wrong.
     pub error: ProxyError,
     /// The request, if it was never sent.
-    pub unsent: Option<Request<ProxyBody>>,
+    pub unsent: Option<Box<Request<ProxyBody>>>,
 }
 
 /// Sends `req` to `addr` on a pooled or new connection. The response body returns the
@@ -136,14 +136,14 @@ pub async fn send(
         Err(error) => {
             return Err(SendError {
                 error,
-                unsent: Some(req),
+                unsent: Some(Box::new(req)),
             });
         }
     };
     match sender.try_send_request(req).await {
         Ok(rsp) => Ok(pooled(addr, sender, rsp)),
         Err(mut e) => {
-            let unsent = e.take_message();
+            let unsent = e.take_message().map(Box::new);
             let mut error = upstream(addr, e.into_error());
             if unsent.is_some() {
                 error.kind = ErrorKind::Connect;

@@ -70,6 +70,7 @@ pub struct ClientEntry {
     route: RouteHandle,
     requeue_budget: RefCell<RetryBudget>,
     requeues: metrics::Counter,
+    attempt_timeout: Option<Duration>,
     used: Cell<Instant>,
 }
 
@@ -183,6 +184,7 @@ impl Worker {
                 "rt" => router.label.clone(),
                 "client" => label.trim_start_matches('/').to_string()
             ),
+            attempt_timeout: policy.attempt_timeout,
             used: Cell::new(now),
         });
         let mut clients = self.clients.borrow_mut();
@@ -612,7 +614,23 @@ async fn forward(
         }
         let pending = client.balancer.borrow_mut().start(endpoint, now);
         let started = client.stats.start();
-        match client::send(endpoint, req, worker.router.connect_timeout).await {
+        let sent = client::send(endpoint, req, worker.router.connect_timeout);
+        let sent = match client.attempt_timeout {
+            None => sent.await,
+            Some(limit) => tokio::time::timeout(limit, sent).await.unwrap_or_else(|_| {
+                Err(SendError {
+                    error: ProxyError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "{endpoint} did not answer within requestAttemptTimeoutMs ({} ms)",
+                            limit.as_millis()
+                        ),
+                    ),
+                    unsent: None,
+                })
+            }),
+        };
+        match sent {
             Ok(rsp) => {
                 let success = is_success(&rsp);
                 let outcome = if success {
@@ -653,7 +671,7 @@ async fn forward(
                 }
                 tracing::debug!(%endpoint, error = %error, "requeued a request that never reached its endpoint");
                 client.requeues.increment(1);
-                req = unsent;
+                req = *unsent;
             }
         }
     }

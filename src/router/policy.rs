@@ -23,6 +23,7 @@ struct Settings {
     load_balancer: Option<config::LoadBalancer>,
     failure_accrual: Option<config::FailureAccrual>,
     requeue_budget: Option<config::Budget>,
+    attempt_timeout_ms: Option<u64>,
 }
 
 fn settings(c: &ClientConfig) -> Settings {
@@ -30,6 +31,7 @@ fn settings(c: &ClientConfig) -> Settings {
         load_balancer: c.load_balancer.clone(),
         failure_accrual: c.failure_accrual.clone(),
         requeue_budget: c.requeue_budget.clone(),
+        attempt_timeout_ms: c.request_attempt_timeout_ms,
     }
 }
 
@@ -184,12 +186,10 @@ impl ClientBlocks {
             if s.requeue_budget.is_some() {
                 merged.requeue_budget = s.requeue_budget.clone();
             }
+            if s.attempt_timeout_ms.is_some() {
+                merged.attempt_timeout_ms = s.attempt_timeout_ms;
+            }
         }
-        let budget = merged.requeue_budget.unwrap_or(config::Budget {
-            ttl_secs: None,
-            min_retries_per_sec: None,
-            percent_can_retry: None,
-        });
         ClientPolicy {
             balancer: merged
                 .load_balancer
@@ -201,11 +201,8 @@ impl ClientBlocks {
                 .as_ref()
                 .map(accrual)
                 .unwrap_or_default(),
-            requeue_budget: (
-                Duration::from_secs(budget.ttl_secs.unwrap_or(10)),
-                budget.min_retries_per_sec.unwrap_or(10),
-                budget.percent_can_retry.unwrap_or(0.2),
-            ),
+            requeue_budget: budget_params(merged.requeue_budget),
+            attempt_timeout: merged.attempt_timeout_ms.map(ms),
         }
     }
 }
@@ -345,6 +342,7 @@ mod tests {
         assert_eq!(p.balancer, BalancerConfig::default());
         assert_eq!(p.accrual, AccrualConfig::default());
         assert_eq!(p.requeue_budget, (Duration::from_secs(10), 10, 0.2));
+        assert_eq!(p.attempt_timeout, None);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct ClientPolicy {
     pub accrual: AccrualConfig,
     /// `requeueBudget`: (ttl, minRetriesPerSec, percentCanRetry).
     pub requeue_budget: (std::time::Duration, u32, f64),
+    /// `requestAttemptTimeoutMs`.
+    pub attempt_timeout: Option<std::time::Duration>,
 }
 
 /// Counters of a client's circuit breaker (`failure_accrual/*`).

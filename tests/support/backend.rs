@@ -27,6 +27,8 @@ pub struct Control {
     pub release: AtomicBool,
     /// Requests served.
     pub requests: AtomicUsize,
+    /// Milliseconds every answer waits (0: none).
+    pub latency_ms: std::sync::atomic::AtomicU64,
 }
 
 pub struct Backend {
@@ -77,6 +79,10 @@ pub fn start() -> Backend {
 
 async fn serve(c: Arc<Control>, mut req: Request<Incoming>) -> Response<Body> {
     c.requests.fetch_add(1, Ordering::SeqCst);
+    let latency = c.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
     if req.headers().contains_key(http::header::UPGRADE) {
         let on_upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
