@@ -326,3 +326,68 @@ fn an_attempt_that_takes_too_long_is_cut_short() {
         rsp.body
     );
 }
+
+#[test]
+fn a_slow_chain_shares_one_deadline() {
+    // hello calls world through the same router, forwarding l5d-ctx-* headers: the
+    // deadline set for /svc/hello travels with hello's own call to world.
+    let dir = scratch("resilience-chain");
+    let (world, world_addr) = start_world(&dir, "world", &["-latency=5s"]);
+    let router_port = free_port();
+    let hello_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut cmd = Command::new(helloworld_bin());
+    cmd.arg(format!("-addr={hello_addr}"))
+        .args(["-text=Hello", "-target=world"])
+        .env_clear()
+        .env("http_proxy", format!("127.0.0.1:{router_port}"));
+    let hello = Proc::spawn(&mut cmd, dir.join("hello.log"));
+    wait_for("hello to listen", || listening(hello_addr));
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("disco");
+    std::fs::write(
+        disco.join("world"),
+        format!("{} {}\n", world_addr.ip(), world_addr.port()),
+    )
+    .expect("world");
+    std::fs::write(
+        disco.join("hello"),
+        format!("{} {}\n", hello_addr.ip(), hello_addr.port()),
+    )
+    .expect("hello");
+    let admin = free_port();
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: {admin}}}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\n\
+         routers:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs\n  service:\n    kind: io.l5d.static\n    configs:\n    \
+         - prefix: /svc/hello\n      totalTimeoutMs: 400\n  servers:\n  - port: {router_port}\n",
+        disco.display()
+    );
+    std::fs::write(dir.join("plexus.yaml"), config).expect("config");
+    let _plexus = Proc::spawn(
+        Command::new(plexus_bin())
+            .arg("run")
+            .arg(dir.join("plexus.yaml")),
+        dir.join("plexus.log"),
+    );
+    wait_for("plexus to serve", || {
+        listening(format!("127.0.0.1:{admin}").parse().expect("addr"))
+    });
+    let proxy = format!("http://127.0.0.1:{router_port}");
+    let rsp = curl(&["-x", &proxy, "http://hello/"]);
+    assert_eq!(rsp.status, 503, "{rsp:?}");
+    assert!(
+        rsp.body.contains("exceeded") && rsp.body.contains("/svc/hello"),
+        "{}",
+        rsp.body
+    );
+    // world's service has no timeout of its own: only the inherited deadline cut it short.
+    wait_for("world's request to end at the shared deadline", || {
+        let m: serde_json::Value = serde_json::from_str(
+            &curl(&[&format!("http://127.0.0.1:{admin}/admin/metrics.json")]).body,
+        )
+        .expect("json");
+        m.get("rt/http/service/svc/world/failures/RequestTimeoutException")
+            .and_then(serde_json::Value::as_f64)
+            == Some(1.0)
+    });
+    drop((world, hello));
+}
