@@ -77,10 +77,21 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
         what: what.to_string(),
         source,
     };
-    let std = std::net::TcpListener::bind(addr).map_err(err)?;
-    std.set_nonblocking(true).map_err(err)?;
-    TcpListener::from_std(std).map_err(err)
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    // The default backlog (128) overflows under connection bursts; the kernel caps this
+    // at net.core.somaxconn.
+    socket.listen(LISTEN_BACKLOG).map_err(err)
 }
+
+/// Connections the kernel may queue before Plexus accepts them.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// How file namers are kept current.
 enum Watching {

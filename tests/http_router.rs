@@ -650,3 +650,38 @@ fn head_requests_and_oversized_heads() {
     );
     assert_eq!(curl(&["-x", &m.proxy(), "http://world-v1/"]).status, 200);
 }
+
+#[test]
+fn a_client_that_goes_away_mid_request_leaves_nothing_pending() {
+    let m = mesh("cancel");
+    let b = backend::start();
+    write_service(&m.disco, "held", &[b.addr]);
+    wait_for("held to be known", || {
+        curl(&["-x", &m.proxy(), "http://held/echo"]).status == 200
+    });
+    // curl gives up after a second while the backend still holds the request.
+    let gave_up = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "1",
+            "-x",
+            &m.proxy(),
+            "http://held/hold",
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(gave_up.status.code(), Some(28), "curl should time out");
+    b.control.release.store(true, Ordering::SeqCst);
+    let pending = |scope: &str| {
+        let body = curl(&[&m.admin_url("/admin/metrics.json")]).body;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v.get(format!("rt/outgoing/{scope}/pending"))
+            .and_then(serde_json::Value::as_f64)
+    };
+    wait_for("pending requests to drain", || {
+        pending(&format!("server/127.0.0.1/{}", m.outgoing)) == Some(0.0)
+            && pending("service/svc/held") == Some(0.0)
+            && pending("client/#/io.l5d.fs/held") == Some(0.0)
+    });
+}

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use plexus_http::headers as h;
 
-use super::balance::{Balancer, Outcome as BalanceOutcome};
+use super::balance::{Balancer, Outcome as BalanceOutcome, Pending};
 use super::binding::{BindingCache, no_hosts};
 use super::client::{self, BoxError, ProxyBody, SendError};
 use super::error::{ErrorKind, ProxyError};
@@ -33,7 +33,7 @@ use super::retry::{
     Outcome as RetryOutcome, RetryBudget, RetryState, deadline,
 };
 use super::route::RouteHandle;
-use super::stats::{Scope, ScopeStats};
+use super::stats::{InFlight, Scope, ScopeStats};
 use super::{Router, ServerSpec, choose, identify};
 use crate::naming::{self, Addr, Bound, Dtab, NameTree, Path};
 
@@ -71,6 +71,8 @@ pub struct ClientEntry {
     requeue_budget: RefCell<RetryBudget>,
     requeues: metrics::Counter,
     attempt_timeout: Option<Duration>,
+    /// Failure counts this worker last reported a success against, per endpoint.
+    reported: RefCell<HashMap<SocketAddr, u64>>,
     used: Cell<Instant>,
 }
 
@@ -185,6 +187,7 @@ impl Worker {
                 "client" => label.trim_start_matches('/').to_string()
             ),
             attempt_timeout: policy.attempt_timeout,
+            reported: RefCell::default(),
             used: Cell::new(now),
         });
         let mut clients = self.clients.borrow_mut();
@@ -232,7 +235,7 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let router = &worker.router;
     let stats = worker.server_stats(server.addr);
-    let started = stats.start();
+    let inflight = stats.start();
     let (mut rsp, failure) = match route(&worker, &server, &conn, req).await {
         Ok(rsp) => (rsp, None),
         Err(e) => {
@@ -240,7 +243,7 @@ pub async fn handle(
             (error_response(router, &e), Some(e.metric_label()))
         }
     };
-    stats.finish(started, Some(rsp.status().as_u16()), failure);
+    inflight.finish(Some(rsp.status().as_u16()), failure);
     if server.clear_context {
         // Edges never leak routing details: drop l5d-* headers, and Plexus's error text.
         let had_error = rsp.headers().contains_key(h::L5D_ERR);
@@ -308,7 +311,7 @@ async fn route(
     parts.headers.remove(h::L5D_CTX_DEADLINE);
     let now = SystemTime::now();
     let deadline = Deadline::effective(inbound, now, service.policy.total_timeout);
-    let started = service.stats.start();
+    let inflight = service.stats.start();
     let result = match deadline.map(|d| d.remaining(now)) {
         None => {
             dispatch(
@@ -336,21 +339,17 @@ async fn route(
             }
         }
     };
-    service_finish(&service.stats, started, &result);
+    service_finish(inflight, &result);
     service
         .budget_balance
         .set(service.budget.borrow().balance(Instant::now()) as f64);
     result
 }
 
-fn service_finish(
-    stats: &ScopeStats,
-    started: Instant,
-    result: &Result<Response<ProxyBody>, ProxyError>,
-) {
+fn service_finish(inflight: InFlight<'_>, result: &Result<Response<ProxyBody>, ProxyError>) {
     match result {
-        Ok(rsp) => stats.finish(started, Some(rsp.status().as_u16()), None),
-        Err(e) => stats.finish(started, None, Some(e.metric_label())),
+        Ok(rsp) => inflight.finish(Some(rsp.status().as_u16()), None),
+        Err(e) => inflight.finish(None, Some(e.metric_label())),
     }
 }
 
@@ -612,8 +611,11 @@ async fn forward(
             // An ejected endpoint whose probe is open: this request is the probe.
             ejected.try_acquire(endpoint, now);
         }
-        let pending = client.balancer.borrow_mut().start(endpoint, now);
-        let started = client.stats.start();
+        let pending = Outstanding {
+            client,
+            pending: Some(client.balancer.borrow_mut().start(endpoint, now)),
+        };
+        let inflight = client.stats.start();
         let sent = client::send(endpoint, req, worker.router.connect_timeout);
         let sent = match client.attempt_timeout {
             None => sent.await,
@@ -638,25 +640,19 @@ async fn forward(
                 } else {
                     BalanceOutcome::FAILURE
                 };
+                pending.end(outcome);
                 client
-                    .balancer
-                    .borrow_mut()
-                    .end(pending, Instant::now(), outcome);
-                client.route.outcome(endpoint, success);
-                client
-                    .stats
-                    .finish(started, Some(rsp.status().as_u16()), None);
+                    .route
+                    .outcome(endpoint, success, &mut client.reported.borrow_mut());
+                inflight.finish_classified(rsp.status().as_u16(), success);
                 return Ok(rsp);
             }
             Err(SendError { error, unsent }) => {
+                pending.end(BalanceOutcome::FAILURE);
                 client
-                    .balancer
-                    .borrow_mut()
-                    .end(pending, Instant::now(), BalanceOutcome::FAILURE);
-                client.route.outcome(endpoint, false);
-                client
-                    .stats
-                    .finish(started, None, Some(error.metric_label()));
+                    .route
+                    .outcome(endpoint, false, &mut client.reported.borrow_mut());
+                inflight.finish(None, Some(error.metric_label()));
                 let Some(unsent) = unsent else {
                     return Err(error);
                 };
@@ -673,6 +669,35 @@ async fn forward(
                 client.requeues.increment(1);
                 req = *unsent;
             }
+        }
+    }
+}
+
+/// A request counted in flight by a client's balancer until it ends, or until its
+/// future is dropped (the client went away), which ends it as a failure.
+struct Outstanding<'a> {
+    client: &'a ClientEntry,
+    pending: Option<Pending>,
+}
+
+impl Outstanding<'_> {
+    fn end(mut self, outcome: BalanceOutcome) {
+        if let Some(p) = self.pending.take() {
+            self.client
+                .balancer
+                .borrow_mut()
+                .end(p, Instant::now(), outcome);
+        }
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            self.client
+                .balancer
+                .borrow_mut()
+                .end(p, Instant::now(), BalanceOutcome::FAILURE);
         }
     }
 }

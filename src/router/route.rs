@@ -8,16 +8,17 @@
 //! a supervisor on the main arbiter; a restart starts its circuit breakers afresh without
 //! touching any other client.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 use metrics::Counter;
 
-use super::accrual::{Accrual, AccrualConfig, Snapshot, Transition};
+use super::accrual::{Accrual, AccrualConfig, Policy, Snapshot, Transition};
 use super::balance::BalancerConfig;
 use super::choose::uniform;
 use crate::naming::Path;
@@ -59,6 +60,38 @@ impl AccrualStats {
 pub struct RouteShared {
     /// The ejected endpoints, as last published.
     pub ejected: ArcSwap<Snapshot>,
+    /// Failures reported per endpoint, so workers know when a success matters.
+    failures: ArcSwap<BTreeMap<SocketAddr, Arc<AtomicU64>>>,
+    /// Which outcomes the policy needs.
+    report: Report,
+}
+
+impl RouteShared {
+    fn new(config: &AccrualConfig) -> Self {
+        let report = match config.policy {
+            Policy::Disabled => Report::Nothing,
+            Policy::ConsecutiveFailures { .. } => Report::FailuresAndRecoveries,
+            Policy::SuccessRate { .. } | Policy::SuccessRateWindowed { .. } => Report::Everything,
+        };
+        RouteShared {
+            ejected: ArcSwap::from_pointee(Accrual::new(*config).snapshot()),
+            failures: ArcSwap::from_pointee(BTreeMap::new()),
+            report,
+        }
+    }
+}
+
+/// Which outcomes a client's circuit breaker needs to hear about. Each report is a
+/// message to another thread, so the common policy is fed only what changes its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Report {
+    /// Nothing (`failureAccrual: none`).
+    Nothing,
+    /// Failures, and the first success on an endpoint after a failure was reported by
+    /// any worker: enough for consecutive failures, which only a success resets.
+    FailuresAndRecoveries,
+    /// Every outcome (success rates need them all).
+    Everything,
 }
 
 /// A worker's handle on a route: read the snapshot, report outcomes.
@@ -70,10 +103,30 @@ pub struct RouteHandle {
 }
 
 impl RouteHandle {
-    /// Reports the outcome of one request to `addr` (never blocks).
-    pub fn outcome(&self, addr: SocketAddr, success: bool) {
-        if let Some(a) = &self.actor {
-            a.do_send(Outcome {
+    /// Reports the outcome of one request to `addr`, when the policy needs it (never
+    /// blocks). `seen` is the caller's memory of the failure counts it last reported a
+    /// success against.
+    pub fn outcome(&self, addr: SocketAddr, success: bool, seen: &mut HashMap<SocketAddr, u64>) {
+        let Some(actor) = &self.actor else { return };
+        let send = match self.shared.report {
+            Report::Nothing => false,
+            Report::Everything => true,
+            Report::FailuresAndRecoveries => {
+                let failures = self.shared.failures.load();
+                let Some(count) = failures.get(&addr) else {
+                    return;
+                };
+                if success {
+                    let now = count.load(Ordering::Acquire);
+                    seen.insert(addr, now) != Some(now)
+                } else {
+                    count.fetch_add(1, Ordering::AcqRel);
+                    true
+                }
+            }
+        };
+        if send {
+            actor.do_send(Outcome {
                 addr,
                 success,
                 at: Instant::now(),
@@ -83,6 +136,19 @@ impl RouteHandle {
 
     /// Tells the route the client's current endpoints.
     pub fn set_endpoints(&self, addrs: Vec<SocketAddr>) {
+        self.shared.failures.rcu(|old| {
+            addrs
+                .iter()
+                .map(|a| {
+                    (
+                        *a,
+                        old.get(a)
+                            .cloned()
+                            .unwrap_or_else(|| Arc::new(AtomicU64::new(0))),
+                    )
+                })
+                .collect::<BTreeMap<_, _>>()
+        });
         if let Some(a) = &self.actor {
             a.do_send(SetEndpoints(addrs));
         }
@@ -200,19 +266,14 @@ impl Routes {
     pub fn get_or_start(&self, rt: &str, id: &Path, policy: &ClientPolicy) -> RouteHandle {
         let Ok(mut routes) = self.routes.lock() else {
             return RouteHandle {
-                shared: Arc::new(RouteShared {
-                    ejected: ArcSwap::from_pointee(Accrual::new(policy.accrual).snapshot()),
-                }),
+                shared: Arc::new(RouteShared::new(&policy.accrual)),
                 actor: None,
             };
         };
         if let Some(r) = routes.get(id) {
             return r.clone();
         }
-        let accrual = Accrual::new(policy.accrual);
-        let shared = Arc::new(RouteShared {
-            ejected: ArcSwap::from_pointee(accrual.snapshot()),
-        });
+        let shared = Arc::new(RouteShared::new(&policy.accrual));
         let actor = self.arbiter.as_ref().map(|arbiter| {
             let (shared, config, id, stats) = (
                 shared.clone(),

@@ -140,8 +140,9 @@ impl ScopeStats {
         }
     }
 
-    /// A request started.
-    pub fn start(&self) -> Instant {
+    /// A request started: counted now, and finished (or, if its future is dropped
+    /// because the client went away, counted as cancelled) through the guard.
+    pub fn start(&self) -> InFlight<'_> {
         self.requests.increment(1);
         self.pending.increment(1.0);
         let now = Instant::now();
@@ -151,43 +152,36 @@ impl ScopeStats {
                 Ordering::Relaxed,
             );
         }
-        now
+        InFlight {
+            stats: self,
+            started: now,
+            done: false,
+        }
     }
 
-    /// A request ended with an HTTP status (`None`: it failed without one).
-    pub fn finish(&self, started: Instant, status: Option<u16>, failure: Option<&'static str>) {
+    fn end(
+        &self,
+        started: Instant,
+        status: Option<u16>,
+        success: bool,
+        failure: Option<&'static str>,
+    ) {
         self.pending.decrement(1.0);
         self.latency
             .record(started.elapsed().as_secs_f64() * 1000.0);
-        let failed = failure.is_some() || status.is_none_or(|s| s >= 500);
-        if failed {
+        if success {
+            self.success.increment(1);
+        } else {
             self.failures.increment(1);
             if let Some(kind) = failure {
                 self.failure(kind).increment(1);
             }
-        } else {
-            self.success.increment(1);
         }
         if let Some(code) = status {
             let (exact, class) = self.status(code);
             exact.increment(1);
             class.increment(1);
         }
-    }
-
-    /// A request ended with an HTTP status that the classifier judged.
-    pub fn finish_classified(&self, started: Instant, status: u16, success: bool) {
-        self.pending.decrement(1.0);
-        self.latency
-            .record(started.elapsed().as_secs_f64() * 1000.0);
-        if success {
-            self.success.increment(1)
-        } else {
-            self.failures.increment(1)
-        }
-        let (exact, class) = self.status(status);
-        exact.increment(1);
-        class.increment(1);
     }
 
     fn status(&self, code: u16) -> (Counter, Counter) {
@@ -213,6 +207,38 @@ impl ScopeStats {
                 counter!(format!("rt:{}:failures", self.scope.key()), &labels)
             })
             .clone()
+    }
+}
+
+/// A request being counted; see [`ScopeStats::start`].
+pub struct InFlight<'a> {
+    stats: &'a ScopeStats,
+    started: Instant,
+    done: bool,
+}
+
+impl InFlight<'_> {
+    /// Ends with an HTTP status (`None`: failed without one); a 5XX or a failure kind
+    /// counts as a failure.
+    pub fn finish(mut self, status: Option<u16>, failure: Option<&'static str>) {
+        self.done = true;
+        let success = failure.is_none() && status.is_some_and(|s| s < 500);
+        self.stats.end(self.started, status, success, failure);
+    }
+
+    /// Ends with an HTTP status the classifier judged.
+    pub fn finish_classified(mut self, status: u16, success: bool) {
+        self.done = true;
+        self.stats.end(self.started, Some(status), success, None);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.stats
+                .end(self.started, None, false, Some("CancelledRequestException"));
+        }
     }
 }
 
