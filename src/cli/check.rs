@@ -3,26 +3,13 @@
 
 use std::path::PathBuf;
 
-use super::{CliError, read_arg};
-use crate::config::{Config, Router};
+use super::{CliError, load_config};
+use crate::config::Router;
 
 /// Validates the file at `config` (`-` for standard input) and describes it.
 pub(super) fn run(config: PathBuf) -> Result<String, CliError> {
     let name = config.display().to_string();
-    let text = if name == "-" {
-        read_arg("-", &mut false)?
-    } else {
-        std::fs::read_to_string(&config).map_err(|e| CliError::BadInput(format!("{name}: {e}")))?
-    };
-    let parsed = Config::parse(&text).map_err(|e| CliError::BadInput(format!("{name}: {e}")))?;
-    let problems = parsed.validate();
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
-        return Err(CliError::BadInput(format!(
-            "{name}: Plexus cannot run this configuration yet:\n{}",
-            list.join("\n")
-        )));
-    }
+    let (parsed, _) = load_config(&config)?;
     let mut out = format!("{name}: configuration is valid");
     for router in &parsed.routers {
         if let Router::Http(r) = router {

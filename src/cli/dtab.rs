@@ -57,17 +57,7 @@ impl Source {
             ));
         };
         let name = file.display().to_string();
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| CliError::BadInput(format!("{name}: {e}")))?;
-        let config = crate::config::Config::parse(&text)
-            .map_err(|e| CliError::BadInput(format!("{name}: {e}")))?;
-        let problems = config.validate();
-        if !problems.is_empty() {
-            return Err(CliError::BadInput(format!(
-                "{name}: {}",
-                problems.join("; ")
-            )));
-        }
+        let (config, _) = super::load_config(file)?;
         let routers = crate::runtime::offline_routers(&config)
             .map_err(|e| CliError::BadInput(format!("{name}: {e}")))?;
         let Some(router) = routers.iter().find(|r| r.label == *label) else {

@@ -120,3 +120,25 @@ fn read_arg(arg: &str, stdin_used: &mut bool) -> Result<String, CliError> {
         .unwrap_or(&s)
         .to_string())
 }
+
+/// Reads a configuration file (`-` for standard input) and checks that Plexus can run
+/// it: bad syntax, unknown keys and unsupported kinds are all bad input, listed.
+fn load_config(path: &std::path::Path) -> Result<(crate::config::Config, String), CliError> {
+    let name = path.display().to_string();
+    let text = if name == "-" {
+        read_arg("-", &mut false)?
+    } else {
+        std::fs::read_to_string(path).map_err(|e| CliError::BadInput(format!("{name}: {e}")))?
+    };
+    let parsed = crate::config::Config::parse(&text)
+        .map_err(|e| CliError::BadInput(format!("{name}: {e}")))?;
+    let problems = parsed.validate();
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+        return Err(CliError::BadInput(format!(
+            "{name}: Plexus cannot run this configuration yet:\n{}",
+            list.join("\n")
+        )));
+    }
+    Ok((parsed, text))
+}

@@ -3,26 +3,11 @@
 
 use std::path::PathBuf;
 
-use super::{CliError, read_arg};
-use crate::config::Config;
+use super::{CliError, load_config};
 
 /// Loads, validates and runs the configuration at `config` (`-` for standard input).
 pub(super) fn run(config: PathBuf) -> Result<String, CliError> {
-    let name = config.display().to_string();
-    let text = if name == "-" {
-        read_arg("-", &mut false)?
-    } else {
-        std::fs::read_to_string(&config).map_err(|e| CliError::BadInput(format!("{name}: {e}")))?
-    };
-    let parsed = Config::parse(&text).map_err(|e| CliError::BadInput(format!("{name}: {e}")))?;
-    let problems = parsed.validate();
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
-        return Err(CliError::BadInput(format!(
-            "{name}: Plexus cannot run this configuration yet:\n{}",
-            list.join("\n")
-        )));
-    }
+    let (parsed, text) = load_config(&config)?;
     // The file as JSON for /config.json (both syntaxes read into the same tree).
     let raw: serde_json::Value = if text.trim_start().starts_with('{') {
         serde_json::from_str(&text).unwrap_or_default()
