@@ -22,10 +22,11 @@ struct Entry {
     last_used: Instant,
 }
 
-/// One worker's bindings for one router, keyed by (local dtab, name).
+/// One worker's bindings for one router, keyed by local dtab (its text, empty for
+/// requests without one: the common case, looked up without allocating) then name.
 #[derive(Default)]
 pub struct BindingCache {
-    entries: HashMap<(String, Path), Entry>,
+    entries: HashMap<String, HashMap<Path, Entry>>,
     last_sweep: Option<Instant>,
 }
 
@@ -44,15 +45,15 @@ impl BindingCache {
     pub fn bind(&mut self, router: &Router, local: &Dtab, name: &Path, now: Instant) -> Bound_ {
         self.sweep(router.idle_ttl, now);
         let epoch = router.epoch.current();
-        let key = (
-            if local.is_empty() {
-                String::new()
-            } else {
-                local.show()
-            },
-            name.clone(),
-        );
-        if let Some(entry) = self.entries.get_mut(&key)
+        let local_text = if local.is_empty() {
+            std::borrow::Cow::Borrowed("")
+        } else {
+            std::borrow::Cow::Owned(local.show())
+        };
+        if let Some(entry) = self
+            .entries
+            .get_mut(local_text.as_ref())
+            .and_then(|names| names.get_mut(name))
             && entry.epoch == epoch
         {
             entry.last_used = now;
@@ -80,25 +81,28 @@ impl BindingCache {
                 format!("binding {name} failed: {e}"),
             )),
         };
-        self.entries.insert(
-            key,
-            Entry {
-                epoch,
-                result: result.clone(),
-                last_used: now,
-            },
-        );
+        self.entries
+            .entry(local_text.into_owned())
+            .or_default()
+            .insert(
+                name.clone(),
+                Entry {
+                    epoch,
+                    result: result.clone(),
+                    last_used: now,
+                },
+            );
         result
     }
 
     /// How many bindings are cached.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.values().map(HashMap::len).sum()
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.values().all(HashMap::is_empty)
     }
 
     /// Drops entries idle for longer than `ttl`, at most once per tenth of it.
@@ -110,7 +114,9 @@ impl BindingCache {
             return;
         }
         self.last_sweep = Some(now);
-        self.entries
-            .retain(|_, e| now.duration_since(e.last_used) <= ttl);
+        for names in self.entries.values_mut() {
+            names.retain(|_, e| now.duration_since(e.last_used) <= ttl);
+        }
+        self.entries.retain(|_, names| !names.is_empty());
     }
 }

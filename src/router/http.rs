@@ -52,6 +52,8 @@ pub struct Worker {
 /// classifier, retries) and this worker's share of its retry budget.
 pub struct ServiceEntry {
     stats: Rc<ScopeStats>,
+    /// `l5d-dst-service`, ready to send.
+    dst_header: HeaderValue,
     policy: ServicePolicy,
     budget: RefCell<RetryBudget>,
     retries_total: metrics::Counter,
@@ -65,6 +67,8 @@ pub struct ServiceEntry {
 /// its requeue budget, and the shared route (circuit breakers).
 pub struct ClientEntry {
     stats: Rc<ScopeStats>,
+    /// `l5d-dst-client`, ready to send.
+    id_header: HeaderValue,
     balancer: RefCell<Balancer>,
     endpoints: RefCell<Vec<(SocketAddr, f64)>>,
     route: RouteHandle,
@@ -79,13 +83,22 @@ pub struct ClientEntry {
 impl ClientEntry {
     /// Brings the balancer and the route up to date with the bound endpoints.
     fn sync(&self, addr: &Addr, now: Instant) {
-        let current: Vec<(SocketAddr, f64)> = match addr {
-            Addr::Bound(a) => a.iter().map(|x| (x.addr, x.weight)).collect(),
-            _ => Vec::new(),
+        let fresh: &[crate::naming::Address] = match addr {
+            Addr::Bound(a) => a,
+            _ => &[],
         };
-        if *self.endpoints.borrow() == current {
+        let unchanged = {
+            let known = self.endpoints.borrow();
+            known.len() == fresh.len()
+                && known
+                    .iter()
+                    .zip(fresh)
+                    .all(|((a, w), x)| *a == x.addr && *w == x.weight)
+        };
+        if unchanged {
             return;
         }
+        let current: Vec<(SocketAddr, f64)> = fresh.iter().map(|x| (x.addr, x.weight)).collect();
         self.balancer.borrow_mut().set_endpoints(&current, now);
         self.route
             .set_endpoints(current.iter().map(|(a, _)| *a).collect());
@@ -137,6 +150,7 @@ impl Worker {
         let id = label.trim_start_matches('/').to_string();
         let rt = router.label.clone();
         let entry = Rc::new(ServiceEntry {
+            dst_header: header_value(&label),
             stats: Rc::new(ScopeStats::new(
                 &router.label,
                 Scope::Service,
@@ -171,6 +185,7 @@ impl Worker {
         let (ttl, min, pct) = policy.requeue_budget;
         let label = id.show();
         let entry = Rc::new(ClientEntry {
+            id_header: header_value(&label),
             stats: Rc::new(ScopeStats::new(
                 &router.label,
                 Scope::Client,
@@ -408,7 +423,14 @@ async fn dispatch(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     parts.headers.remove(header::EXPECT);
-    set_dst_headers(&mut parts.headers, dst, &bound.id, &bound.residual, local);
+    let client = worker.client(&bound.id);
+    set_dst_headers(
+        &mut parts.headers,
+        &service.dst_header,
+        &client.id_header,
+        &bound.residual,
+        local,
+    );
     if !parts.headers.contains_key(h::L5D_REQID)
         && let Ok(v) = HeaderValue::from_str(&choose::random_id())
     {
@@ -450,10 +472,10 @@ async fn dispatch(
         })
     };
 
-    let client = worker.client(&bound.id);
     let mut state = RetryState::new(service.policy.backoff, 0);
     service.budget.borrow_mut().deposit(Instant::now());
     let mut replay = replay;
+    let mut head = Some(parts);
     let result = loop {
         let Some(body) = replay.next() else {
             break Err(ProxyError::new(
@@ -461,7 +483,19 @@ async fn dispatch(
                 "request body already sent",
             ));
         };
-        let attempt = Request::from_parts(parts.clone(), body);
+        // The head is kept for another attempt only when one is possible.
+        let head = if replayable {
+            head.clone()
+        } else {
+            head.take()
+        };
+        let Some(head) = head else {
+            break Err(ProxyError::new(
+                ErrorKind::Upstream,
+                "request head already sent",
+            ));
+        };
+        let attempt = Request::from_parts(head, body);
         let result = forward(worker, &client, &bound.addr, attempt, none, &|r| {
             classify(r).is_success()
         })
@@ -764,20 +798,25 @@ fn splice_upgrade(client: hyper::upgrade::OnUpgrade, endpoint: hyper::upgrade::O
     });
 }
 
+/// A path shown as a header value (shown paths are printable ASCII).
+fn header_value(shown: &str) -> HeaderValue {
+    HeaderValue::from_str(shown).unwrap_or(HeaderValue::from_static("/"))
+}
+
 fn set_dst_headers(
     headers: &mut http::HeaderMap,
-    dst: &Path,
-    client: &Path,
+    dst: &HeaderValue,
+    client: &HeaderValue,
     residual: &Path,
     local: &Dtab,
 ) {
+    headers.insert(h::L5D_DST_SERVICE, dst.clone());
+    headers.insert(h::L5D_DST_CLIENT, client.clone());
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(name, v);
         }
     };
-    set(h::L5D_DST_SERVICE, dst.show());
-    set(h::L5D_DST_CLIENT, client.show());
     if !residual.is_empty() {
         set(h::L5D_DST_RESIDUAL, residual.show());
     }
