@@ -11,4 +11,5 @@ pub mod naming;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod sim;
 pub mod telemetry;
