@@ -685,3 +685,44 @@ fn a_client_that_goes_away_mid_request_leaves_nothing_pending() {
             && pending("client/#/io.l5d.fs/held") == Some(0.0)
     });
 }
+
+#[test]
+fn plexus_stat_shows_each_service_of_each_router() {
+    let m = mesh("stat");
+    for _ in 0..4 {
+        assert_eq!(curl(&["-x", &m.proxy(), "http://hello"]).status, 200);
+    }
+    let out = Command::new(plexus_bin())
+        .args([
+            "stat",
+            "--once",
+            "--interval",
+            "0.2",
+            "--admin",
+            &format!("127.0.0.1:{}", m.admin),
+        ])
+        .output()
+        .expect("plexus stat");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = |service: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(service))
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no {service} row in\n{text}"))
+    };
+    assert!(text.starts_with("ROUTER"), "{text}");
+    assert_eq!(row("/svc/hello").last().map(String::as_str), Some("4"));
+    assert_eq!(row("/svc/world").last().map(String::as_str), Some("4"));
+    assert!(text.contains("(all services)"), "{text}");
+    let bad = Command::new(plexus_bin())
+        .args(["stat", "--once", "--admin", "127.0.0.1:1"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read metrics from 127.0.0.1:1"));
+}

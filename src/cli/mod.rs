@@ -8,6 +8,7 @@ mod catalog;
 mod check;
 mod dtab;
 mod run;
+mod stat;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -53,6 +54,18 @@ enum Command {
         /// The configuration file (`-` reads standard input).
         config: std::path::PathBuf,
     },
+    /// Show live request rates, success rates and latencies of a running Plexus.
+    Stat {
+        /// The admin server to read (`ip:port`).
+        #[arg(long, default_value = "127.0.0.1:9990")]
+        admin: String,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Print one table (after one interval) and exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Parse and show a Finagle path.
     Path {
         #[command(subcommand)]
@@ -76,6 +89,11 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => check::run(config),
         Command::Run { config } => run::run(config),
+        Command::Stat {
+            admin,
+            interval,
+            once,
+        } => stat::run(admin, interval, once),
         Command::Path { command } => dtab::run_path(command),
         Command::Dtab { command } => dtab::run_dtab(command),
         Command::Nametree { command } => dtab::run_nametree(command),
