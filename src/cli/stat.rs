@@ -176,7 +176,7 @@ pub(super) fn run(admin: String, interval: f64, once: bool) -> Result<String, Cl
         } else {
             ""
         };
-        if write!(out, "{clear}{table}\n")
+        if writeln!(out, "{clear}{table}")
             .and_then(|()| out.flush())
             .is_err()
         {
