@@ -107,7 +107,7 @@ fn namers(
     config: &Config,
     epoch: &Epoch,
     watching: Watching,
-) -> Result<(Namers, Vec<NamerHandle>), StartError> {
+) -> Result<(Namers, Vec<Unstarted>), StartError> {
     let mut namers = Namers::new(SystemNamer::default());
     let mut handles = Vec::new();
     for namer in &config.namers {
@@ -115,15 +115,16 @@ fn namers(
             let prefix = mount_prefix(fs.prefix.as_ref(), "io.l5d.fs");
             let (namer, watch) = FsNamer::new(fs.root_dir.clone(), prefix.clone(), epoch.clone());
             match watching {
-                Watching::Actors => handles.push(NamerHandle {
+                // Started by the caller once every port is bound.
+                Watching::Actors => handles.push(Unstarted {
                     fs: namer.clone(),
-                    _watch: Some(watch.start()),
+                    watch: Some(watch),
                 }),
                 Watching::ScanOnce => {
                     watch.scan_now();
-                    handles.push(NamerHandle {
+                    handles.push(Unstarted {
                         fs: namer.clone(),
-                        _watch: None,
+                        watch: None,
                     });
                 }
             }
@@ -175,6 +176,21 @@ pub fn offline_routers(config: &Config) -> Result<Vec<Arc<Router>>, StartError> 
     routers(config, &namers, &epoch)
 }
 
+/// A namer whose watch actor is not started yet.
+struct Unstarted {
+    fs: FsNamer,
+    watch: Option<FsWatch>,
+}
+
+impl Unstarted {
+    fn start(self) -> NamerHandle {
+        NamerHandle {
+            fs: self.fs,
+            _watch: self.watch.map(FsWatch::start),
+        }
+    }
+}
+
 /// A running namer: its state for the admin server, and its watch actor.
 pub struct NamerHandle {
     /// The file namer, for `/namer_state/io.l5d.fs.json`.
@@ -200,7 +216,7 @@ pub async fn run(
     if metrics::set_global_recorder(registry.clone()).is_err() {
         tracing::warn!("a metrics recorder was already installed; metrics endpoints will be empty");
     }
-    let (namers, namer_handles) = namers(&config, &epoch, Watching::Actors)?;
+    let (namers, unstarted) = namers(&config, &epoch, Watching::Actors)?;
     let routers = routers(&config, &namers, &epoch)?;
 
     // Bind everything before starting anything, so a taken port fails fast and clearly.
@@ -220,6 +236,7 @@ pub async fn run(
         }
     }
 
+    let namer_handles: Vec<NamerHandle> = unstarted.into_iter().map(Unstarted::start).collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
     let workers = Workers::new(arbiters.iter().map(Arbiter::handle).collect());

@@ -726,3 +726,32 @@ fn plexus_stat_shows_each_service_of_each_router() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read metrics from 127.0.0.1:1"));
 }
+
+#[test]
+fn a_taken_port_is_named_and_nothing_panics() {
+    let dir = scratch("taken");
+    std::fs::create_dir_all(dir.join("disco")).expect("disco");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: {port}}}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\n\
+         routers:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs\n  servers:\n  - port: {}\n",
+        dir.join("disco").display(),
+        free_port()
+    );
+    std::fs::write(dir.join("plexus.yaml"), config).expect("config");
+    let out = Command::new(plexus_bin())
+        .arg("run")
+        .arg(dir.join("plexus.yaml"))
+        .output()
+        .expect("plexus");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} for the admin server"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
