@@ -238,6 +238,11 @@ pub async fn run(
 
     let namer_handles: Vec<NamerHandle> = unstarted.into_iter().map(Unstarted::start).collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for router in &routers {
+        router
+            .workers
+            .store(cores, std::sync::atomic::Ordering::Relaxed);
+    }
     let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
     let workers = Workers::new(arbiters.iter().map(Arbiter::handle).collect());
     let drain = Drain::default();

@@ -162,3 +162,25 @@ fn static_block_prefixes_must_be_matchers() {
         ]
     );
 }
+
+#[test]
+fn resilience_settings_out_of_range_are_named() {
+    let config = Config::parse(
+        "routers:\n- protocol: http\n  servers: [{port: 1}]\n  service:\n    retries:\n      \
+         budget: {ttlSecs: 0, percentCanRetry: -1}\n      backoff: {kind: jittered, minMs: 10, maxMs: 5}\n  \
+         client:\n    failureAccrual: {kind: io.l5d.successRate, successRate: 1.5, requests: 0}\n    \
+         requeueBudget: {ttlSecs: 61}\n",
+    )
+    .expect("parses");
+    assert_eq!(
+        config.validate(),
+        vec![
+            "routers[0] (http).service.retries.budget: ttlSecs must be between 1 and 60, not 0",
+            "routers[0] (http).service.retries.budget: percentCanRetry must be between 0 and 1000, not -1",
+            "routers[0] (http).service.retries.backoff: minMs (10) must not be above maxMs (5)",
+            "routers[0] (http).client.requeueBudget: ttlSecs must be between 1 and 60, not 61",
+            "routers[0] (http).client.failureAccrual: successRate must be between 0 and 1, not 1.5",
+            "routers[0] (http).client.failureAccrual: requests must be at least 1",
+        ]
+    );
+}

@@ -352,6 +352,32 @@ impl Validation {
         }
     }
 
+    fn budget(&mut self, at: &str, budget: &Option<Budget>) {
+        let Some(b) = budget else { return };
+        if let Some(t) = b.ttl_secs
+            && !(1..=60).contains(&t)
+        {
+            self.problem(format!("{at}: ttlSecs must be between 1 and 60, not {t}"));
+        }
+        if let Some(p) = b.percent_can_retry
+            && !(p.is_finite() && (0.0..=1000.0).contains(&p))
+        {
+            self.problem(format!(
+                "{at}: percentCanRetry must be between 0 and 1000, not {p}"
+            ));
+        }
+    }
+
+    fn backoff(&mut self, at: &str, backoff: &Option<Backoff>) {
+        if let Some(Backoff::Jittered { min_ms, max_ms }) = backoff
+            && min_ms > max_ms
+        {
+            self.problem(format!(
+                "{at}: minMs ({min_ms}) must not be above maxMs ({max_ms})"
+            ));
+        }
+    }
+
     fn prefix(&mut self, at: &str, prefix: &Option<String>) {
         if let Some(p) = prefix
             && let Err(e) = PathMatcher::parse(p)
@@ -362,6 +388,10 @@ impl Validation {
 
     fn service(&mut self, at: &str, s: &ServiceConfig, top: bool) {
         self.prefix(at, &s.prefix);
+        if let Some(r) = &s.retries {
+            self.budget(&format!("{at}.retries.budget"), &r.budget);
+            self.backoff(&format!("{at}.retries.backoff"), &r.backoff);
+        }
         if let Some(c) = &s.response_classifier
             && !HTTP_CLASSIFIERS.contains(&c.kind.as_str())
         {
@@ -378,6 +408,50 @@ impl Validation {
 
     fn client(&mut self, at: &str, c: &ClientConfig, top: bool) {
         self.prefix(at, &c.prefix);
+        self.budget(&format!("{at}.requeueBudget"), &c.requeue_budget);
+        if let Some(fa) = &c.failure_accrual {
+            let at = format!("{at}.failureAccrual");
+            let rate_ok = |r: f64| (0.0..=1.0).contains(&r);
+            match fa {
+                FailureAccrual::ConsecutiveFailures { failures, backoff } => {
+                    if *failures == Some(0) {
+                        self.problem(format!("{at}: failures must be at least 1"));
+                    }
+                    self.backoff(&format!("{at}.backoff"), backoff);
+                }
+                FailureAccrual::SuccessRate {
+                    success_rate,
+                    requests,
+                    backoff,
+                } => {
+                    if !rate_ok(*success_rate) {
+                        self.problem(format!(
+                            "{at}: successRate must be between 0 and 1, not {success_rate}"
+                        ));
+                    }
+                    if *requests == 0 {
+                        self.problem(format!("{at}: requests must be at least 1"));
+                    }
+                    self.backoff(&format!("{at}.backoff"), backoff);
+                }
+                FailureAccrual::SuccessRateWindowed {
+                    success_rate,
+                    window,
+                    backoff,
+                } => {
+                    if !rate_ok(*success_rate) {
+                        self.problem(format!(
+                            "{at}: successRate must be between 0 and 1, not {success_rate}"
+                        ));
+                    }
+                    if *window == 0 {
+                        self.problem(format!("{at}: window must be at least 1 second"));
+                    }
+                    self.backoff(&format!("{at}.backoff"), backoff);
+                }
+                FailureAccrual::None {} => {}
+            }
+        }
         self.stack_shape(at, c.kind, c.configs.is_some(), c.prefix.is_some(), top);
         self.keys(
             at,

@@ -157,7 +157,9 @@ impl Worker {
                 &label,
                 Some(&router.activity),
             )),
-            budget: RefCell::new(RetryBudget::new(ttl, min, pct).unwrap_or_default()),
+            budget: RefCell::new(
+                RetryBudget::new(ttl, router.reserve_share(min), pct).unwrap_or_default(),
+            ),
             retries_total: metrics::counter!("rt:service:retries:total", "rt" => rt.clone(), "service" => id.clone()),
             retries_per_request: metrics::histogram!("rt:service:retries:per_request", "rt" => rt.clone(), "service" => id.clone()),
             budget_exhausted: metrics::counter!("rt:service:retries:budget_exhausted", "rt" => rt.clone(), "service" => id.clone()),
@@ -195,7 +197,9 @@ impl Worker {
             balancer: RefCell::new(Balancer::new(policy.balancer.clone())),
             endpoints: RefCell::default(),
             route: router.routes.get_or_start(&router.label, id, &policy),
-            requeue_budget: RefCell::new(RetryBudget::new(ttl, min, pct).unwrap_or_default()),
+            requeue_budget: RefCell::new(
+                RetryBudget::new(ttl, router.reserve_share(min), pct).unwrap_or_default(),
+            ),
             requeues: metrics::counter!(
                 "rt:client:retries:requeues",
                 "rt" => router.label.clone(),

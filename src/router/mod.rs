@@ -93,6 +93,8 @@ pub struct Router {
     pub connect_timeout: Duration,
     /// How long a request may wait for discovery to answer (`bindingTimeoutMs`).
     pub binding_timeout: Duration,
+    /// How many worker threads share this router's traffic (and so its budgets).
+    pub workers: std::sync::atomic::AtomicUsize,
     /// The clients bindings have produced, for `/client_state.json`.
     pub clients: ClientRegistry,
     /// The interpreter's transformers, applied in order to every bound tree.
@@ -150,6 +152,16 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
+    /// A worker's share of a budget's per-second reserve, so that the workers together
+    /// allow what the configuration says (rounded up, so a reserve is never lost).
+    pub fn reserve_share(&self, min_retries_per_sec: u32) -> u32 {
+        let workers = self
+            .workers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1) as u32;
+        min_retries_per_sec.div_ceil(workers)
+    }
+
     /// Drops services and clients idle for longer than the idle TTL: their metrics
     /// series and their `/client_state.json` entries. Returns how many were evicted.
     pub fn evict_idle(
@@ -259,6 +271,7 @@ impl Router {
                     .unwrap_or(600),
             ),
             connect_timeout: Duration::from_secs(5),
+            workers: std::sync::atomic::AtomicUsize::new(1),
             binding_timeout: Duration::from_millis(cfg.binding_timeout_ms.unwrap_or(10_000)),
             clients: ClientRegistry::default(),
             transformers,
