@@ -173,10 +173,9 @@ fn a_retry_storm_is_stopped_by_the_budget() {
     let config = "  service:\n    responseClassifier: {kind: io.l5d.http.retryableRead5XX}\n    \
                   retries:\n      budget: {ttlSecs: 10, minRetriesPerSec: 0, percentCanRetry: 0.2}\n  \
                   client:\n    failureAccrual: {kind: none}\n";
-    let dir2 = dir.clone();
     let r = {
         // The router's readiness probe must see a 200; bind a good instance first, then swap.
-        let (good, good_addr) = start_world(&dir2, "good", &[]);
+        let (good, good_addr) = start_world(&dir, "good", &[]);
         let r = start_router(&dir, &[good_addr], config);
         drop(good);
         std::fs::write(

@@ -43,6 +43,14 @@ struct Resolver {
 }
 
 impl Source {
+    /// Reads the DTAB and PATH arguments (either may be `-`) and resolves the namers.
+    fn resolve_args(&self, dtab: &str, path: &str) -> Result<(Resolver, Path), CliError> {
+        let mut stdin = false;
+        let dtab = parse_dtab(&read_arg(dtab, &mut stdin)?)?;
+        let path = parse_path(&read_arg(path, &mut stdin)?)?;
+        Ok((self.resolve(dtab)?, path))
+    }
+
     fn resolve(&self, dtab: Dtab) -> Result<Resolver, CliError> {
         if let Some(catalog) = &self.catalog {
             return Ok(Resolver {
@@ -246,9 +254,7 @@ pub(super) fn run_dtab(cmd: DtabCommand) -> Result<String, CliError> {
             source,
             out,
         } => {
-            let dtab = parse_dtab(&read_arg(&dtab, &mut stdin)?)?;
-            let path = parse_path(&read_arg(&path, &mut stdin)?)?;
-            let r = source.resolve(dtab)?;
+            let (r, path) = source.resolve_args(&dtab, &path)?;
             match r.namers.bind(&r.dtab, &path) {
                 Activity::Ok(tree) => {
                     let tree = crate::naming::transform_all(tree, &r.transformers);
@@ -270,9 +276,7 @@ pub(super) fn run_dtab(cmd: DtabCommand) -> Result<String, CliError> {
             source,
             out,
         } => {
-            let dtab = parse_dtab(&read_arg(&dtab, &mut stdin)?)?;
-            let path = parse_path(&read_arg(&path, &mut stdin)?)?;
-            let r = source.resolve(dtab)?;
+            let (r, path) = source.resolve_args(&dtab, &path)?;
             let tree = r
                 .namers
                 .delegate(&r.dtab, &path)

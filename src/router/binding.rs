@@ -95,16 +95,6 @@ impl BindingCache {
         result
     }
 
-    /// How many bindings are cached.
-    pub fn len(&self) -> usize {
-        self.entries.values().map(HashMap::len).sum()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.entries.values().all(HashMap::is_empty)
-    }
-
     /// Drops entries idle for longer than `ttl`, at most once per tenth of it.
     fn sweep(&mut self, ttl: Duration, now: Instant) {
         if self

@@ -1,12 +1,11 @@
-//! Phase 5, choose: one bound leaf of the tree (unions split traffic by weight), then
-//! one endpoint of that leaf (weighted random for now; the load-aware balancers replace
-//! this).
+//! Phase 5, choose: one bound leaf of the tree (unions split traffic by weight); the
+//! client's balancer (see [`super::balance`]) then picks one of the leaf's endpoints.
+//! Also the per-thread random source both use.
 
 use std::cell::Cell;
-use std::net::SocketAddr;
 
 use super::error::ProxyError;
-use crate::naming::{Addr, Bound, NameTree, choose};
+use crate::naming::{Bound, NameTree, choose};
 
 thread_local! {
     static RNG: Cell<u64> = Cell::new(seed());
@@ -43,27 +42,4 @@ pub fn leaf(
     no_hosts: impl Fn() -> ProxyError,
 ) -> Result<&Bound, ProxyError> {
     choose(tree, &mut uniform).ok_or_else(no_hosts)
-}
-
-/// An endpoint of the leaf, weighted by the namer's weights.
-pub fn endpoint(bound: &Bound, none: impl Fn() -> ProxyError) -> Result<SocketAddr, ProxyError> {
-    let Addr::Bound(addrs) = &bound.addr else {
-        return Err(none());
-    };
-    let total: f64 = addrs.iter().map(|a| a.weight.max(0.0)).sum();
-    if addrs.is_empty() {
-        return Err(none());
-    }
-    if !(total > 0.0 && total.is_finite()) {
-        let i = ((uniform() * addrs.len() as f64) as usize).min(addrs.len() - 1);
-        return Ok(addrs[i].addr);
-    }
-    let mut target = uniform() * total;
-    for a in addrs {
-        target -= a.weight.max(0.0);
-        if target < 0.0 {
-            return Ok(a.addr);
-        }
-    }
-    Ok(addrs[addrs.len() - 1].addr)
 }

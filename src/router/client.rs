@@ -66,11 +66,6 @@ fn checkin(addr: SocketAddr, sender: Sender) {
     });
 }
 
-/// Idle connections this worker holds to `addr` (for state pages and tests).
-pub fn idle_connections(addr: SocketAddr) -> usize {
-    POOL.with(|p| p.borrow().get(&addr).map_or(0, Vec::len))
-}
-
 async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ProxyError> {
     let failed = |why: String| {
         ProxyError::new(
