@@ -25,6 +25,7 @@ use crate::admin::{self, AdminState};
 use crate::config::{Config, Interpreter, Namer as NamerConfig, Router as RouterConfig, Telemeter};
 use crate::discovery::Epoch;
 use crate::discovery::fs::{FsNamer, FsWatch};
+use crate::discovery::k8s::{Backends, K8sDiscovery, K8sNamer};
 use crate::discovery::transformers::{self, TransformingNamer};
 use crate::naming::{Namer, Namers, Path, SystemNamer};
 use crate::router::Router;
@@ -101,47 +102,88 @@ enum Watching {
     ScanOnce,
 }
 
-/// The namers a configuration declares, mounted in order, plus the system namer; and
-/// their watch actors, which live as long as these handles are kept.
+/// The namers a configuration declares, mounted in order, plus the system namer; their
+/// admin views and not-yet-started watchers; and the Kubernetes API connections they
+/// (and, later, the routers' transformers) use.
 fn namers(
     config: &Config,
     epoch: &Epoch,
     watching: Watching,
-) -> Result<(Namers, Vec<Unstarted>), StartError> {
+) -> Result<(Namers, Vec<Unstarted>, Backends), StartError> {
     let mut namers = Namers::new(SystemNamer::default());
     let mut handles = Vec::new();
+    let mut k8s = Backends::new(epoch.clone());
     for namer in &config.namers {
-        if let NamerConfig::Fs(fs) = namer {
-            let prefix = mount_prefix(fs.prefix.as_ref(), "io.l5d.fs");
-            let (namer, watch) = FsNamer::new(fs.root_dir.clone(), prefix.clone(), epoch.clone());
-            match watching {
-                // Started by the caller once every port is bound.
-                Watching::Actors => handles.push(Unstarted {
-                    fs: namer.clone(),
-                    watch: Some(watch),
-                }),
-                Watching::ScanOnce => {
-                    watch.scan_now();
-                    handles.push(Unstarted {
-                        fs: namer.clone(),
-                        watch: None,
-                    });
-                }
+        let (prefix, namer, own): (Path, Arc<dyn Namer>, _) = match namer {
+            NamerConfig::Fs(fs) => {
+                let prefix = mount_prefix(fs.prefix.as_ref(), "io.l5d.fs");
+                let (namer, watch) =
+                    FsNamer::new(fs.root_dir.clone(), prefix.clone(), epoch.clone());
+                let watch = match watching {
+                    // Started by the caller once every port is bound.
+                    Watching::Actors => Some(watch),
+                    Watching::ScanOnce => {
+                        watch.scan_now();
+                        None
+                    }
+                };
+                handles.push(Unstarted {
+                    view: NamerView::Fs(namer.clone()),
+                    watch,
+                });
+                (prefix, Arc::new(namer), &fs.transformers)
             }
-            let own = fs
-                .transformers
-                .iter()
-                .map(transformers::build)
-                .collect::<Result<Vec<_>, _>>()?;
-            let namer: Arc<dyn Namer> = if own.is_empty() {
-                Arc::new(namer)
-            } else {
-                Arc::new(TransformingNamer::new(Arc::new(namer), own))
-            };
-            namers = namers.mount(prefix, namer);
-        }
+            NamerConfig::K8s(k) => {
+                let prefix = mount_prefix(k.prefix.as_ref(), "io.l5d.k8s");
+                let backend = k8s
+                    .for_namer(k.host.as_deref(), k.port)
+                    .map_err(StartError::Plugin)?;
+                let namer = K8sNamer::new(backend, prefix.clone(), k.label_selector.clone());
+                handles.push(Unstarted {
+                    view: NamerView::K8s(namer.clone()),
+                    watch: None,
+                });
+                (prefix, Arc::new(namer), &k.transformers)
+            }
+            NamerConfig::K8sNs(k) => {
+                let prefix = mount_prefix(k.prefix.as_ref(), "io.l5d.k8s.ns");
+                let var = k.env_var.as_deref().unwrap_or("POD_NAMESPACE");
+                let namespace = std::env::var(var).map_err(|_| {
+                    StartError::Plugin(format!(
+                        "io.l5d.k8s.ns: the environment variable {var} (the namespace to watch) is not set; \
+                         set it from the downward API (fieldRef metadata.namespace)"
+                    ))
+                })?;
+                let backend = k8s
+                    .for_namer(k.host.as_deref(), k.port)
+                    .map_err(StartError::Plugin)?;
+                let namer = K8sNamer::in_namespace(
+                    backend,
+                    prefix.clone(),
+                    namespace,
+                    k.label_selector.clone(),
+                );
+                handles.push(Unstarted {
+                    view: NamerView::K8s(namer.clone()),
+                    watch: None,
+                });
+                (prefix, Arc::new(namer), &k.transformers)
+            }
+            _ => continue,
+        };
+        let own = own
+            .iter()
+            .map(|t| transformers::build(t, &mut k8s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StartError::Plugin)?;
+        let namer: Arc<dyn Namer> = if own.is_empty() {
+            namer
+        } else {
+            Arc::new(TransformingNamer::new(namer, own))
+        };
+        namers = namers.mount(prefix, namer);
     }
-    Ok((namers, handles))
+    Ok((namers, handles, k8s))
 }
 
 /// The routers of a configuration, sharing `namers`.
@@ -149,6 +191,7 @@ fn routers(
     config: &Config,
     namers: &Namers,
     epoch: &Epoch,
+    k8s: &mut Backends,
 ) -> Result<Vec<Arc<Router>>, StartError> {
     let mut routers = Vec::new();
     for router in &config.routers {
@@ -159,8 +202,9 @@ fn routers(
             Some(Interpreter::Default(d)) => d
                 .transformers
                 .iter()
-                .map(transformers::build)
-                .collect::<Result<Vec<_>, _>>()?,
+                .map(|t| transformers::build(t, k8s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StartError::Plugin)?,
             _ => Vec::new(),
         };
         routers.push(Router::from_config(h, namers.clone(), epoch.clone(), own));
@@ -169,23 +213,30 @@ fn routers(
 }
 
 /// A configuration's routers with their namers read once, for tools that explain or
-/// bind names offline (`plexus dtab delegate --config`). Starts nothing.
+/// bind names offline (`plexus dtab delegate --config`). Starts nothing: Kubernetes
+/// names stay pending.
 pub fn offline_routers(config: &Config) -> Result<Vec<Arc<Router>>, StartError> {
     let epoch = Epoch::new();
-    let (namers, _) = namers(config, &epoch, Watching::ScanOnce)?;
-    routers(config, &namers, &epoch)
+    let (namers, _, mut k8s) = namers(config, &epoch, Watching::ScanOnce)?;
+    routers(config, &namers, &epoch, &mut k8s)
+}
+
+/// What the admin server shows of a namer.
+enum NamerView {
+    Fs(FsNamer),
+    K8s(K8sNamer),
 }
 
 /// A namer whose watch actor is not started yet.
 struct Unstarted {
-    fs: FsNamer,
+    view: NamerView,
     watch: Option<FsWatch>,
 }
 
 impl Unstarted {
     fn start(self) -> NamerHandle {
         NamerHandle {
-            fs: self.fs,
+            view: self.view,
             _watch: self.watch.map(FsWatch::start),
         }
     }
@@ -193,9 +244,26 @@ impl Unstarted {
 
 /// A running namer: its state for the admin server, and its watch actor.
 pub struct NamerHandle {
-    /// The file namer, for `/namer_state/io.l5d.fs.json`.
-    pub fs: FsNamer,
+    view: NamerView,
     _watch: Option<Addr<FsWatch>>,
+}
+
+impl NamerHandle {
+    /// Where the admin server shows this namer's state (`/namer_state/io.l5d.fs.json`).
+    pub fn admin_path(&self) -> String {
+        match &self.view {
+            NamerView::Fs(n) => n.admin_path(),
+            NamerView::K8s(n) => n.admin_path(),
+        }
+    }
+
+    /// The namer's state as JSON.
+    pub fn state_json(&self) -> serde_json::Value {
+        match &self.view {
+            NamerView::Fs(n) => n.state_json(),
+            NamerView::K8s(n) => n.backend().state_json(),
+        }
+    }
 }
 
 /// `prefix: /x` in a namer's config means `/#/x`.
@@ -216,8 +284,8 @@ pub async fn run(
     if metrics::set_global_recorder(registry.clone()).is_err() {
         tracing::warn!("a metrics recorder was already installed; metrics endpoints will be empty");
     }
-    let (namers, unstarted) = namers(&config, &epoch, Watching::Actors)?;
-    let routers = routers(&config, &namers, &epoch)?;
+    let (namers, unstarted, mut k8s) = namers(&config, &epoch, Watching::Actors)?;
+    let routers = routers(&config, &namers, &epoch, &mut k8s)?;
 
     // Bind everything before starting anything, so a taken port fails fast and clearly.
     let admin_addr = SocketAddr::new(
@@ -237,6 +305,9 @@ pub async fn run(
     }
 
     let namer_handles: Vec<NamerHandle> = unstarted.into_iter().map(Unstarted::start).collect();
+    // Kept until shutdown: each owns an API client and its namespaces' watches.
+    let _k8s_discovery: Vec<Addr<K8sDiscovery>> =
+        k8s.all().iter().map(|b| b.discovery().start()).collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for router in &routers {
         router

@@ -40,12 +40,7 @@ fn the_daemonset_tutorial_config_names_what_is_missing() {
     let config = Config::parse(&std::fs::read_to_string(file).expect("read")).expect("parses");
     assert_eq!(
         config.validate(),
-        vec![
-            "namers[0]: namer kind io.l5d.k8s is not supported yet",
-            "routers[0] (outgoing).interpreter.transformers[0]: transformer kind io.l5d.k8s.daemonset is not supported yet",
-            "routers[1] (incoming).interpreter.transformers[0]: transformer kind io.l5d.k8s.localnode is not supported yet",
-            "telemetry[1]: telemeter kind io.l5d.recentRequests is not supported yet",
-        ]
+        vec!["telemetry[1]: telemeter kind io.l5d.recentRequests is not supported yet"]
     );
     let Router::Http(outgoing) = &config.routers[0] else {
         panic!("http router")

@@ -20,10 +20,17 @@ pub struct LogControl {
 
 static CONTROL: OnceLock<LogControl> = OnceLock::new();
 
-/// Installs the process logger (stderr; `RUST_LOG` or `default` as the filter). Calling
-/// it again does nothing.
+/// Installs the process logger (stderr; `RUST_LOG` or `default` as the filter, with the
+/// Kubernetes client's own duplicate error lines off unless named). Calling it again
+/// does nothing.
 pub fn init_logging(default: &str) {
-    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_string());
+    let mut level = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_string());
+    // The Kubernetes client logs every failed connection attempt on its own; the watches
+    // report the same failures with their namespace and resource, once each. Silence the
+    // duplicate unless the filter asks for the client by name.
+    if !level.contains("kube_client") {
+        level.push_str(",kube_client=off");
+    }
     let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (layer, handle) = reload::Layer::new(filter);
     let installed = tracing_subscriber::registry()

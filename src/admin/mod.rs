@@ -212,8 +212,8 @@ fn metrics_json(state: &AdminState, query: Option<&str>) -> AdminResponse {
 }
 
 fn namer_state(state: &AdminState, path: &str) -> AdminResponse {
-    match state.namers.iter().find(|n| n.fs.admin_path() == path) {
-        Some(n) => json_response(StatusCode::OK, &n.fs.state_json()),
+    match state.namers.iter().find(|n| n.admin_path() == path) {
+        Some(n) => json_response(StatusCode::OK, &n.state_json()),
         None => text(StatusCode::NOT_FOUND, format!("no namer state at {path}\n")),
     }
 }

@@ -166,6 +166,17 @@ impl Config {
             let at = format!("namers[{i}]");
             match namer {
                 Namer::Fs(fs) => v.transformers(&format!("{at} (io.l5d.fs)"), &fs.transformers),
+                Namer::K8s(k) => {
+                    v.k8s_namer(&format!("{at} (io.l5d.k8s)"), k.label_selector.as_deref());
+                    v.transformers(&format!("{at} (io.l5d.k8s)"), &k.transformers);
+                }
+                Namer::K8sNs(k) => {
+                    v.k8s_namer(
+                        &format!("{at} (io.l5d.k8s.ns)"),
+                        k.label_selector.as_deref(),
+                    );
+                    v.transformers(&format!("{at} (io.l5d.k8s.ns)"), &k.transformers);
+                }
                 other => v.kind(&at, "namer", other.kind()),
             }
         }
@@ -237,12 +248,26 @@ impl Validation {
 
     fn transformers(&mut self, at: &str, ts: &[Transformer]) {
         for (i, t) in ts.iter().enumerate() {
-            if matches!(
-                t,
-                Transformer::K8sDaemonset(_) | Transformer::K8sLocalnode(_)
-            ) {
-                self.kind(&format!("{at}.transformers[{i}]"), "transformer", t.kind());
+            if let Transformer::K8sDaemonset(d) = t {
+                let at = format!("{at}.transformers[{i}] (io.l5d.k8s.daemonset)");
+                for (key, value) in [
+                    ("namespace", &d.namespace),
+                    ("service", &d.service),
+                    ("port", &d.port),
+                ] {
+                    if value.is_empty() {
+                        self.problem(format!("{at}: {key} must not be empty"));
+                    }
+                }
             }
+        }
+    }
+
+    fn k8s_namer(&mut self, at: &str, label_selector: Option<&str>) {
+        if label_selector.is_some_and(|l| l.is_empty() || l.contains([',', '=', '!', ' '])) {
+            self.problem(format!(
+                "{at}: labelSelector must be one label name (lookups supply its value)"
+            ));
         }
     }
 

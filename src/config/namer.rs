@@ -15,12 +15,12 @@ pub enum Namer {
     /// `io.l5d.fs`: one file per service in a directory.
     #[serde(rename = "io.l5d.fs")]
     Fs(FsNamer),
-    /// Kubernetes endpoints: not implemented yet.
+    /// Kubernetes endpoints: `/<namespace>/<port>/<service>[/<label value>]`.
     #[serde(rename = "io.l5d.k8s")]
-    K8s(serde::de::IgnoredAny),
-    /// Kubernetes endpoints in the pod's namespace: not implemented yet.
+    K8s(K8sNamer),
+    /// Kubernetes endpoints in one namespace (the pod's): `/<port>/<service>[/<label value>]`.
     #[serde(rename = "io.l5d.k8s.ns")]
-    K8sNs(serde::de::IgnoredAny),
+    K8sNs(K8sNsNamer),
     /// Kubernetes LoadBalancer services: not implemented yet.
     #[serde(rename = "io.l5d.k8s.external")]
     K8sExternal(serde::de::IgnoredAny),
@@ -86,6 +86,54 @@ pub struct FsNamer {
     pub transformers: Vec<Transformer>,
 }
 
+/// `io.l5d.k8s`: endpoints from the Kubernetes API.
+///
+/// With `host` (and `port`, default 8001) Plexus speaks plain HTTP to that address, which
+/// is how Linkerd users deploy it (a `kubectl proxy` sidecar on `localhost:8001`). Without
+/// `host`, Plexus uses the pod's service-account credentials (in-cluster), and falls back
+/// to `localhost:8001` when it is not running in a pod.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct K8sNamer {
+    /// The API host (a `kubectl proxy`), or none for in-cluster credentials.
+    pub host: Option<String>,
+    /// The API port (default 8001 with `host`).
+    pub port: Option<u16>,
+    /// A label name: lookups then take a label value after the service name and see
+    /// only endpoints whose service carries `<labelSelector>=<value>`.
+    pub label_selector: Option<String>,
+    /// Where it is mounted: `prefix: /x` means `/#/x` (default `/#/io.l5d.k8s`).
+    #[serde(default, deserialize_with = "value::opt_path")]
+    pub prefix: Option<Path>,
+    /// Opt-in for experimental namers.
+    pub experimental: Option<bool>,
+    /// Applied to this namer's bound trees.
+    #[serde(default)]
+    pub transformers: Vec<Transformer>,
+}
+
+/// `io.l5d.k8s.ns`: [`K8sNamer`] for one namespace, read from an environment variable.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct K8sNsNamer {
+    /// The API host, or none for in-cluster credentials.
+    pub host: Option<String>,
+    /// The API port (default 8001 with `host`).
+    pub port: Option<u16>,
+    /// As for [`K8sNamer::label_selector`].
+    pub label_selector: Option<String>,
+    /// The variable holding the namespace (default `POD_NAMESPACE`).
+    pub env_var: Option<String>,
+    /// Where it is mounted (default `/#/io.l5d.k8s.ns`).
+    #[serde(default, deserialize_with = "value::opt_path")]
+    pub prefix: Option<Path>,
+    /// Opt-in for experimental namers.
+    pub experimental: Option<bool>,
+    /// Applied to this namer's bound trees.
+    #[serde(default)]
+    pub transformers: Vec<Transformer>,
+}
+
 /// A transformer, chosen by its `kind`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind")]
@@ -105,12 +153,12 @@ pub enum Transformer {
     /// Always the binding of a path.
     #[serde(rename = "io.l5d.const")]
     Const(PathTransformer),
-    /// To the daemonset proxy on the endpoint's node: not implemented yet.
+    /// Sends to the daemonset proxy on each endpoint's node instead.
     #[serde(rename = "io.l5d.k8s.daemonset")]
-    K8sDaemonset(serde::de::IgnoredAny),
-    /// Only endpoints on this node: not implemented yet.
+    K8sDaemonset(DaemonsetTransformer),
+    /// Keeps only the endpoints on this node.
     #[serde(rename = "io.l5d.k8s.localnode")]
-    K8sLocalnode(serde::de::IgnoredAny),
+    K8sLocalnode(LocalnodeTransformer),
 }
 
 impl Transformer {
@@ -167,6 +215,43 @@ pub struct PathTransformer {
     #[serde(deserialize_with = "value::path")]
     pub path: Path,
     /// The id prefix it adds.
+    #[serde(default, deserialize_with = "value::opt_path")]
+    pub prefix: Option<Path>,
+}
+
+/// `io.l5d.k8s.daemonset` settings: the daemonset's service, whose endpoints replace each
+/// bound endpoint with the daemonset pod on the same node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DaemonsetTransformer {
+    /// The daemonset service's namespace.
+    pub namespace: String,
+    /// The daemonset service's name.
+    pub service: String,
+    /// The daemonset service's port name (or number).
+    #[serde(deserialize_with = "value::name_or_number")]
+    pub port: String,
+    /// The API host; without it, the connection of the `io.l5d.k8s` namer if one is
+    /// configured, else as [`K8sNamer`] without `host`.
+    pub k8s_host: Option<String>,
+    /// The API port (default 8001 with `k8sHost`).
+    pub k8s_port: Option<u16>,
+    /// Match by node name instead of /24 subnet (pods on the host network).
+    #[serde(default)]
+    pub host_network: bool,
+    /// The id prefix it adds (default `/io.l5d.k8s.daemonset/<namespace>/<port>/<service>`).
+    #[serde(default, deserialize_with = "value::opt_path")]
+    pub prefix: Option<Path>,
+}
+
+/// `io.l5d.k8s.localnode` settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LocalnodeTransformer {
+    /// Match by node name (`NODE_NAME`) instead of the /24 subnet of `POD_IP`.
+    #[serde(default)]
+    pub host_network: bool,
+    /// The id prefix it adds (default `/io.l5d.k8s.localnode/<ip or node>`).
     #[serde(default, deserialize_with = "value::opt_path")]
     pub prefix: Option<Path>,
 }

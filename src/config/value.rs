@@ -25,3 +25,17 @@ pub(crate) fn dtab<'de, D: Deserializer<'de>>(d: D) -> Result<Dtab, D::Error> {
 /// A key Linkerd knows and Plexus does not implement yet. It is read (so the rest of
 /// the file is still checked) and then rejected by name during validation.
 pub(crate) type NotYet = Option<serde::de::IgnoredAny>;
+
+/// Deserialises a name that may be written as a number (`port: incoming` or `port: 4141`).
+pub(crate) fn name_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NameOrNumber {
+        Name(String),
+        Number(u64),
+    }
+    Ok(match NameOrNumber::deserialize(d)? {
+        NameOrNumber::Name(s) => s,
+        NameOrNumber::Number(n) => n.to_string(),
+    })
+}

@@ -6,6 +6,7 @@
 //! instead of re-binding on every request.
 
 pub mod fs;
+pub mod k8s;
 pub mod transformers;
 
 use std::sync::Arc;

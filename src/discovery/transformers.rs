@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs, UdpSocket};
 use std::sync::{Arc, Mutex};
 
+use super::k8s::{Backends, DaemonsetTransformer, LocalnodeTransformer};
 use crate::config;
 use crate::naming::{
     Activity, Addr, Bound, Dtab, Name, NameTree, Namer, Namers, Path, Transformer, map_leaves,
@@ -147,9 +148,9 @@ fn default_prefix(kind: &str, prefix: &Option<Path>) -> Path {
     prefix.clone().unwrap_or_else(|| Path::from_strs([kind]))
 }
 
-/// Builds a configured transformer. Kinds not handled here (the Kubernetes ones) were
-/// refused by configuration validation.
-pub fn build(t: &config::Transformer) -> Result<Arc<dyn Transformer>, String> {
+/// Builds a configured transformer; the Kubernetes ones get their API connection from
+/// `k8s`.
+pub fn build(t: &config::Transformer, k8s: &mut Backends) -> Result<Arc<dyn Transformer>, String> {
     Ok(match t {
         config::Transformer::Port(p) => Arc::new(PortTransformer {
             prefix: default_prefix("io.l5d.port", &p.prefix),
@@ -189,12 +190,18 @@ pub fn build(t: &config::Transformer) -> Result<Arc<dyn Transformer>, String> {
             path: p.path.clone(),
             whole_tree: true,
         }),
-        other => {
-            return Err(format!(
-                "transformer kind {} is not supported yet",
-                other.kind()
-            ));
-        }
+        config::Transformer::K8sDaemonset(d) => Arc::new(DaemonsetTransformer::new(
+            k8s.for_transformer(d.k8s_host.as_deref(), d.k8s_port)?,
+            &d.namespace,
+            &d.service,
+            &d.port,
+            d.host_network,
+            d.prefix.clone(),
+        )),
+        config::Transformer::K8sLocalnode(l) => Arc::new(LocalnodeTransformer::from_env(
+            l.host_network,
+            l.prefix.clone(),
+        )?),
     })
 }
 
@@ -238,7 +245,12 @@ impl Namer for TransformingNamer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::Epoch;
     use crate::naming::Address;
+
+    fn build(t: &config::Transformer) -> Result<Arc<dyn Transformer>, String> {
+        super::build(t, &mut Backends::new(Epoch::new()))
+    }
 
     fn leaf(port: u16) -> NameTree<Bound> {
         NameTree::Leaf(Bound::new(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::Router;
 use super::error::{ErrorKind, ProxyError};
-use crate::naming::{Activity, Bound, Dtab, NameTree, Path, transform_all};
+use crate::naming::{Activity, Addr, Bound, Dtab, NameTree, Path, transform_all};
 
 type Bound_ = Result<Rc<NameTree<Bound>>, ProxyError>;
 
@@ -67,6 +67,15 @@ impl BindingCache {
         let result = match bound {
             Activity::Ok(NameTree::Neg | NameTree::Fail | NameTree::Empty) => {
                 Err(no_hosts(name, &router.base_dtab, local))
+            }
+            // A leaf whose endpoints are still being discovered (a transformer waiting
+            // for its own lookup) makes the whole binding pending, as Finagle waits for
+            // a pending address.
+            Activity::Ok(tree) if tree.leaves().iter().any(|b| b.addr == Addr::Pending) => {
+                Err(ProxyError::new(
+                    ErrorKind::Pending,
+                    format!("{name} is bound but its endpoints are still being discovered"),
+                ))
             }
             Activity::Ok(tree) => {
                 router.clients.record(&tree);

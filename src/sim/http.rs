@@ -205,7 +205,8 @@ fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Response<ResponseBody> {
         );
     }
     let path = req.uri().path();
-    let Some(target) = route(path) else {
+    let served = |t: &Target| ctx.shared.endpoint_slices || t.kind != Kind::EndpointSlice;
+    let Some(target) = route(path).filter(served) else {
         return json_response(
             StatusCode::NOT_FOUND,
             &status(

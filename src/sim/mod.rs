@@ -31,6 +31,7 @@ mod http;
 mod model;
 mod store;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -55,6 +56,9 @@ pub struct SimConfig {
     pub history_limit: usize,
     /// How often a watch asking for bookmarks receives one.
     pub bookmark_interval: Duration,
+    /// Whether `discovery.k8s.io/v1` is served. Clusters older than Kubernetes 1.21 have
+    /// only `v1` `Endpoints`; turning this off answers 404 for EndpointSlices, as they do.
+    pub endpoint_slices: bool,
 }
 
 impl Default for SimConfig {
@@ -62,6 +66,7 @@ impl Default for SimConfig {
         SimConfig {
             history_limit: 1000,
             bookmark_interval: Duration::from_secs(60),
+            endpoint_slices: true,
         }
     }
 }
@@ -72,6 +77,7 @@ pub(crate) struct Shared {
     /// Bumped by [`Cluster::drop_watches`]; every open watch ends when it moves.
     drops: watch::Sender<u64>,
     bookmark_interval: Duration,
+    endpoint_slices: bool,
 }
 
 impl Shared {
@@ -108,6 +114,7 @@ impl Cluster {
                 store: Mutex::new(Store::new(config.history_limit)),
                 drops: watch::Sender::new(0),
                 bookmark_interval: config.bookmark_interval.max(Duration::from_millis(1)),
+                endpoint_slices: config.endpoint_slices,
             }),
         }
     }
@@ -193,9 +200,13 @@ impl Cluster {
         addresses: Vec<EndpointAddress>,
         ports: Vec<EndpointPort>,
     ) -> u64 {
-        let endpoints = model::endpoints_json(namespace, service, &addresses, &ports);
-        let slice = model::endpoint_slice_json(namespace, service, &addresses, &ports);
         let mut store = self.shared.store();
+        let labels: BTreeMap<String, String> = store
+            .get(Kind::Service, namespace, service)
+            .and_then(|s| serde_json::from_value(s["metadata"]["labels"].clone()).ok())
+            .unwrap_or_default();
+        let endpoints = model::endpoints_json(namespace, service, &labels, &addresses, &ports);
+        let slice = model::endpoint_slice_json(namespace, service, &labels, &addresses, &ports);
         store.put(Kind::Endpoints, namespace, service, endpoints);
         store.put(Kind::EndpointSlice, namespace, &slice_name(service), slice);
         store.rv()

@@ -165,6 +165,9 @@ pub struct Service {
     pub name: String,
     /// `spec.ports`.
     pub ports: Vec<ServicePort>,
+    /// `metadata.labels`, copied to the service's `Endpoints` and `EndpointSlice` as the
+    /// real controllers do.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Service {
@@ -174,7 +177,14 @@ impl Service {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             ports,
+            labels: BTreeMap::new(),
         }
+    }
+
+    /// The same service with one more label.
+    pub fn with_label(mut self, key: &str, value: &str) -> Service {
+        self.labels.insert(key.to_owned(), value.to_owned());
+        self
     }
 
     pub(crate) fn to_json(&self) -> Value {
@@ -199,7 +209,7 @@ impl Service {
         json!({
             "kind": "Service",
             "apiVersion": "v1",
-            "metadata": metadata(Some(&self.namespace), &self.name, &BTreeMap::new()),
+            "metadata": metadata(Some(&self.namespace), &self.name, &self.labels),
             "spec": { "ports": ports },
         })
     }
@@ -308,10 +318,12 @@ pub fn slice_name(service: &str) -> String {
 /// The label tying an `EndpointSlice` to its service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// The `v1` `Endpoints` object of a service: ready and not-ready addresses in one subset.
+/// The `v1` `Endpoints` object of a service: ready and not-ready addresses in one subset,
+/// labelled with the service's `labels`.
 pub(crate) fn endpoints_json(
     namespace: &str,
     service: &str,
+    labels: &BTreeMap<String, String>,
     addresses: &[EndpointAddress],
     ports: &[EndpointPort],
 ) -> Value {
@@ -343,7 +355,7 @@ pub(crate) fn endpoints_json(
     let mut object = json!({
         "kind": "Endpoints",
         "apiVersion": "v1",
-        "metadata": metadata(Some(namespace), service, &BTreeMap::new()),
+        "metadata": metadata(Some(namespace), service, labels),
     });
     if !subsets.is_empty()
         && let Some(obj) = object.as_object_mut()
@@ -353,14 +365,16 @@ pub(crate) fn endpoints_json(
     object
 }
 
-/// The `discovery.k8s.io/v1` `EndpointSlice` of a service, holding the same addresses.
+/// The `discovery.k8s.io/v1` `EndpointSlice` of a service, holding the same addresses,
+/// labelled with the service's `labels` plus the slice controller's own.
 pub(crate) fn endpoint_slice_json(
     namespace: &str,
     service: &str,
+    service_labels: &BTreeMap<String, String>,
     addresses: &[EndpointAddress],
     ports: &[EndpointPort],
 ) -> Value {
-    let mut labels = BTreeMap::new();
+    let mut labels = service_labels.clone();
     labels.insert(SERVICE_NAME_LABEL.to_owned(), service.to_owned());
     labels.insert(
         "endpointslice.kubernetes.io/managed-by".to_owned(),
