@@ -342,7 +342,7 @@ pub async fn run(
 
     tokio::select! {
         () = shutdown.wait() => tracing::info!("shutdown requested"),
-        () = signal() => tracing::info!("signal received, shutting down"),
+        () = shutdown_signal() => tracing::info!("signal received, shutting down"),
     }
 
     for acceptor in &acceptors {
@@ -388,8 +388,8 @@ async fn evict_idle(routers: Vec<Arc<Router>>, registry: Registry) {
     }
 }
 
-/// SIGINT or SIGTERM.
-async fn signal() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM: how `plexus run` and `plexus demo` know to stop.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

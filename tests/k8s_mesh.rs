@@ -1,7 +1,7 @@
 //! The DaemonSet mesh of the Kubernetes tutorial on one machine: three "nodes" on
 //! loopback (node N owns 127.0.N.0/24: its Plexus on 127.0.N.1, its pods from
-//! 127.0.N.10), a simulated Kubernetes API describing them, and the real `plexus` and
-//! `helloworld` binaries. Requests enter node 1's outgoing router, cross to the incoming
+//! 127.0.N.10), a simulated Kubernetes API describing them (the layout `plexus demo`
+//! runs), and the real `plexus` and `helloworld` binaries. Requests enter node 1's outgoing router, cross to the incoming
 //! router of the node running the destination pod, and reach only pods on that node;
 //! the test proves each hop from Plexus's own metrics.
 
@@ -13,11 +13,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use plexus::sim::{
-    Cluster, EndpointAddress, EndpointPort, Node, Pod, Running, Service, ServicePort,
-};
+use plexus::demo::Layout;
+use plexus::sim::{Cluster, EndpointAddress, EndpointPort, Running};
 use serde_json::Value;
-use support::{Proc, curl, helloworld_bin, listening, plexus_bin, scratch, wait_for};
+use support::{Proc, curl, free_port, helloworld_bin, listening, plexus_bin, scratch, wait_for};
 
 const NODES: [u8; 3] = [1, 2, 3];
 
@@ -33,22 +32,6 @@ fn world_ip(node: u8) -> String {
     format!("127.0.{node}.11")
 }
 
-/// The tutorial's DaemonSet config (linkerd.yml), with this node's addresses.
-fn node_config(node: u8, api: SocketAddr) -> String {
-    let ip = plexus_ip(node);
-    let dtab = "    /srv        => /#/io.l5d.k8s/default/http;\n    /host       => /srv;\n    /svc        => /host;\n    /host/world => /srv/world-v1;\n";
-    format!(
-        "admin:\n  ip: {ip}\n  port: 9990\n\
-namers:\n- kind: io.l5d.k8s\n  host: {api_ip}\n  port: {api_port}\n\
-telemetry:\n- kind: io.l5d.prometheus\n\
-routers:\n\
-- protocol: http\n  label: outgoing\n  dtab: |\n{dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.daemonset\n      namespace: default\n      port: incoming\n      service: l5d\n  servers:\n  - port: 4140\n    ip: {ip}\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n\
-- protocol: http\n  label: incoming\n  dtab: |\n{dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.localnode\n  servers:\n  - port: 4141\n    ip: {ip}\n",
-        api_ip = api.ip(),
-        api_port = api.port(),
-    )
-}
-
 struct Mesh {
     rt: tokio::runtime::Runtime,
     cluster: Cluster,
@@ -59,25 +42,6 @@ struct Mesh {
     _apps: Vec<Proc>,
 }
 
-fn endpoints(
-    ips: &[String],
-    port_name: &str,
-    port: u16,
-    node_of: impl Fn(&str) -> String,
-) -> (Vec<EndpointAddress>, Vec<EndpointPort>) {
-    (
-        ips.iter()
-            .map(|ip| EndpointAddress::ready(ip, &node_of(ip)))
-            .collect(),
-        vec![EndpointPort::tcp(port_name, port)],
-    )
-}
-
-/// `127.0.N.x` runs on `node-N`.
-fn node_of(ip: &str) -> String {
-    format!("node-{}", ip.split('.').nth(2).unwrap_or("0"))
-}
-
 impl Mesh {
     fn start() -> Mesh {
         let dir = scratch("k8s_mesh");
@@ -86,67 +50,12 @@ impl Mesh {
             .enable_all()
             .build()
             .expect("runtime");
+        // The demo's layout: the same cluster objects and per-node configs users get.
+        let layout = Layout::new(3, free_port());
         let cluster = Cluster::new();
-        for n in NODES {
-            cluster.apply_node(&Node::new(&format!("node-{n}"), &plexus_ip(n)));
-        }
-        cluster.apply_service(&Service::new(
-            "default",
-            "l5d",
-            vec![
-                ServicePort::new("outgoing", 4140, 4140),
-                ServicePort::new("incoming", 4141, 4141),
-            ],
-        ));
-        cluster.apply_service(&Service::new(
-            "default",
-            "hello",
-            vec![ServicePort::new("http", 7777, 7777)],
-        ));
-        cluster.apply_service(&Service::new(
-            "default",
-            "world-v1",
-            vec![ServicePort::new("http", 7778, 7778)],
-        ));
-        for n in NODES {
-            cluster.apply_pod(&Pod::running(
-                "default",
-                &format!("l5d-{n}"),
-                &format!("node-{n}"),
-                &plexus_ip(n),
-            ));
-            cluster.apply_pod(&Pod::running(
-                "default",
-                &format!("hello-{n}"),
-                &format!("node-{n}"),
-                &hello_ip(n),
-            ));
-            cluster.apply_pod(&Pod::running(
-                "default",
-                &format!("world-v1-{n}"),
-                &format!("node-{n}"),
-                &world_ip(n),
-            ));
-        }
-        let daemons: Vec<String> = NODES.iter().map(|n| plexus_ip(*n)).collect();
-        let mesh_ports = vec![
-            EndpointPort::tcp("outgoing", 4140),
-            EndpointPort::tcp("incoming", 4141),
-        ];
-        cluster.set_endpoints(
-            "default",
-            "l5d",
-            daemons
-                .iter()
-                .map(|ip| EndpointAddress::ready(ip, &node_of(ip)))
-                .collect(),
-            mesh_ports,
-        );
-        let hellos: Vec<String> = NODES.iter().map(|n| hello_ip(*n)).collect();
-        let (a, p) = endpoints(&hellos, "http", 7777, node_of);
-        cluster.set_endpoints("default", "hello", a, p);
+        layout.populate(&cluster);
         let api = rt
-            .block_on(cluster.start(([127, 0, 0, 1], 0).into()))
+            .block_on(cluster.start(layout.api))
             .expect("simulated API server starts");
         let api_addr = api.addr();
         let mut mesh = Mesh {
@@ -157,11 +66,9 @@ impl Mesh {
             _plexus: Vec::new(),
             _apps: Vec::new(),
         };
-        mesh.set_worlds(&[1, 2, 3]);
-
         for n in NODES {
             let config = dir.join(format!("node-{n}.yaml"));
-            std::fs::write(&config, node_config(n, api_addr)).expect("config");
+            std::fs::write(&config, layout.node_config(n)).expect("config");
             let mut cmd = Command::new(plexus_bin());
             cmd.arg("run")
                 .arg(&config)
@@ -171,25 +78,25 @@ impl Mesh {
             mesh._plexus
                 .push(Proc::spawn(&mut cmd, dir.join(format!("plexus-{n}.log"))));
         }
-        for n in NODES {
-            let proxy = format!("{}:4140", plexus_ip(n));
-            let mut hello = Command::new(helloworld_bin());
-            hello
-                .arg(format!("-addr={}:7777", hello_ip(n)))
-                .args(["-text=Hello", "-target=world"])
+        // Only hello and world-v1 run: nothing here routes to world-v2 or api.
+        for app in layout
+            .apps
+            .iter()
+            .filter(|a| matches!(a.service, "hello" | "world-v1"))
+        {
+            let mut cmd = Command::new(helloworld_bin());
+            cmd.arg(format!("-addr={}", app.addr))
+                .args(&app.args)
                 .env_clear()
-                .env("POD_IP", hello_ip(n))
-                .env("http_proxy", &proxy);
+                .env("POD_IP", app.addr.ip().to_string());
+            if let Some(world) = app.target_world {
+                cmd.env("TARGET_WORLD", world);
+            }
+            if app.calls_out {
+                cmd.env("http_proxy", format!("{}:4140", plexus_ip(app.node)));
+            }
             mesh._apps
-                .push(Proc::spawn(&mut hello, dir.join(format!("hello-{n}.log"))));
-            let mut world = Command::new(helloworld_bin());
-            world
-                .arg(format!("-addr={}:7778", world_ip(n)))
-                .env_clear()
-                .env("POD_IP", world_ip(n))
-                .env("TARGET_WORLD", "world");
-            mesh._apps
-                .push(Proc::spawn(&mut world, dir.join(format!("world-{n}.log"))));
+                .push(Proc::spawn(&mut cmd, dir.join(format!("{}.log", app.pod))));
         }
         for n in NODES {
             for addr in [
@@ -207,9 +114,16 @@ impl Mesh {
     }
 
     fn set_worlds(&self, nodes: &[u8]) {
-        let ips: Vec<String> = nodes.iter().map(|n| world_ip(*n)).collect();
-        let (a, p) = endpoints(&ips, "http", 7778, node_of);
-        self.cluster.set_endpoints("default", "world-v1", a, p);
+        let addrs = nodes
+            .iter()
+            .map(|n| EndpointAddress::ready(&world_ip(*n), &format!("node-{n}")))
+            .collect();
+        self.cluster.set_endpoints(
+            "default",
+            "world-v1",
+            addrs,
+            vec![EndpointPort::tcp("http", 7778)],
+        );
     }
 
     /// The world endpoints node `n`'s Plexus currently knows.

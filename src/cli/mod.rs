@@ -66,6 +66,16 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Run the Kubernetes tutorials on this machine: a simulated 3-node cluster on
+    /// loopback with one Plexus per node and the hello/world/api apps.
+    Demo {
+        /// The tutorial's `helloworld` app (default: next to this binary).
+        #[arg(long)]
+        app: Option<std::path::PathBuf>,
+        /// The simulated Kubernetes API's port on 127.0.0.1.
+        #[arg(long, default_value_t = 8001)]
+        api_port: u16,
+    },
     /// Parse and show a Finagle path.
     Path {
         #[command(subcommand)]
@@ -83,6 +93,21 @@ enum Command {
     },
 }
 
+/// `plexus demo`: this binary on every node, `helloworld` from beside it by default.
+fn demo(app: Option<std::path::PathBuf>, api_port: u16) -> Result<String, CliError> {
+    let plexus = std::env::current_exe()
+        .map_err(|e| CliError::Failed(format!("cannot find the plexus binary: {e}")))?;
+    let app = app.unwrap_or_else(|| plexus.with_file_name("helloworld"));
+    crate::demo::run(crate::demo::DemoOptions {
+        plexus,
+        app,
+        api_port,
+        nodes: 3,
+    })
+    .map_err(CliError::Failed)?;
+    Ok(String::new())
+}
+
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -94,6 +119,7 @@ pub fn main() -> ExitCode {
             interval,
             once,
         } => stat::run(admin, interval, once),
+        Command::Demo { app, api_port } => demo(app, api_port),
         Command::Path { command } => dtab::run_path(command),
         Command::Dtab { command } => dtab::run_dtab(command),
         Command::Nametree { command } => dtab::run_nametree(command),
