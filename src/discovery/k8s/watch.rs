@@ -20,8 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::{
-    Actor, ActorContext, AsyncContext, Context, Handler, Message, SpawnHandle, StreamHandler,
-    Supervised, Supervisor,
+    Actor, ActorContext, AsyncContext, Context, SpawnHandle, StreamHandler, Supervised, Supervisor,
 };
 use futures::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -225,8 +224,8 @@ impl ResourceWatch {
             Change::ListDone => {
                 let listed = self.buffer.take().unwrap_or_default();
                 let count = listed.len();
-                self.entry.update(|ns| match self.source.watch() {
-                    "services" => {
+                self.entry.update(|ns| match self.source {
+                    Source::Services => {
                         ns.services.objects = listed
                             .into_iter()
                             .filter_map(|(k, v)| match v {
@@ -236,7 +235,7 @@ impl ResourceWatch {
                             .collect();
                         ns.services.ready = true;
                     }
-                    _ => {
+                    Source::EndpointSlices | Source::Endpoints => {
                         ns.endpoints.objects = listed
                             .into_iter()
                             .filter_map(|(k, v)| match v {
@@ -263,10 +262,11 @@ impl ResourceWatch {
                     ns.services.objects.insert(name, s);
                 }
             }),
-            Change::Deleted(name) => self.entry.update(|ns| {
-                if watch == "services" {
+            Change::Deleted(name) => self.entry.update(|ns| match self.source {
+                Source::Services => {
                     ns.services.objects.remove(&name);
-                } else {
+                }
+                Source::EndpointSlices | Source::Endpoints => {
                     ns.endpoints.objects.remove(&name);
                 }
             }),
@@ -366,13 +366,9 @@ impl StreamHandler<Item> for ResourceWatch {
     }
 }
 
-/// Asks the discovery actor to watch a namespace.
+/// A request to the discovery actor to watch a namespace.
 #[derive(Debug)]
 pub(super) struct WatchNamespace(pub(super) String);
-
-impl Message for WatchNamespace {
-    type Result = ();
-}
 
 /// Owns the API client of one connection and the watches of every namespace looked up
 /// through it.
@@ -426,16 +422,6 @@ impl Actor for K8sDiscovery {
 }
 
 impl StreamHandler<WatchNamespace> for K8sDiscovery {
-    fn handle(&mut self, msg: WatchNamespace, ctx: &mut Self::Context) {
-        Handler::handle(self, msg, ctx);
-    }
-
-    fn finished(&mut self, _ctx: &mut Self::Context) {}
-}
-
-impl Handler<WatchNamespace> for K8sDiscovery {
-    type Result = ();
-
     fn handle(&mut self, WatchNamespace(namespace): WatchNamespace, _ctx: &mut Self::Context) {
         let Some(client) = &self.client else { return };
         let entry = self.backend.entry(&namespace);
@@ -450,4 +436,7 @@ impl Handler<WatchNamespace> for K8sDiscovery {
             ));
         }
     }
+
+    /// The request channel closed: the backend is gone, the watches keep running.
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
 }
