@@ -38,13 +38,25 @@ pub fn helloworld_bin() -> PathBuf {
     .clone()
 }
 
-/// A port free on 127.0.0.1 right now.
+/// A port free on 127.0.0.1 right now, from below the kernel's ephemeral range
+/// (32768-60999). Ports handed out by binding port 0 come from that range, where any
+/// outgoing connection of a concurrent test can take one between this call and the
+/// server's bind; below it, only another test's server could, and each process walks
+/// its own sequence.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + i) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// Polls `cond` until it holds, for at most 30 s (generous for a loaded 2-core CI).
