@@ -715,7 +715,14 @@
       }
     }
     if (addrs.length === 0 && ejected.size === 0) {
-      list.append(el("li", { class: "muted", text: row.bound ? "no instances" : "not bound" }));
+      // client_state.json is keyed by client id: another router's entry may hold it.
+      list.append(
+        el("li", {
+          class: "muted",
+          text: row.bound ? "no instances" : "no instance state",
+          title: row.bound ? null : "/client_state.json has no entry for this router's client",
+        }),
+      );
     }
     return list;
   }

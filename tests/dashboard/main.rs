@@ -624,7 +624,7 @@ fn the_dashboard_shows_what_the_metrics_say_and_the_playground_delegates() {
     assert_no_errors(&s, "/requests.json - Failed to load resource");
 
     // The playground: choose a router, type a path, press Enter, read the tree.
-    s.set_window_size(1440, 1000);
+    s.set_window_size(1440, 1150);
     s.goto(&m.admin_url("/delegator"));
     eventually("the router list", 20, || {
         let v = s.execute(
