@@ -154,6 +154,14 @@ impl Driver {
     }
 }
 
+impl Drop for Driver {
+    /// Asks chromedriver to close every browser it started before the process is
+    /// killed: a killed chromedriver would leave its Chromium running.
+    fn drop(&mut self) {
+        let _ = self.call("GET", "/shutdown", None);
+    }
+}
+
 /// Splits an HTTP/1.1 response into its status and body, framed by `Content-Length`,
 /// chunks, or (`eof`) the end of the connection. `None`: more bytes are needed.
 fn parse_response(raw: &[u8], eof: bool) -> Result<Option<(u16, Vec<u8>)>, String> {
