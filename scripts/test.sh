@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # System packages the tests use, installed only if missing: curl drives the
 # end-to-end tests as a user would; promtool (package prometheus) checks the
-# Prometheus exposition, and is required rather than skipped here.
-packages=(curl prometheus)
+# Prometheus exposition, and is required rather than skipped here; headless
+# Chromium and chromedriver load the dashboard (tests/dashboard).
+packages=(curl prometheus chromium chromium-driver)
 export PLEXUS_REQUIRE_PROMTOOL=1
 missing=()
 for p in "${packages[@]}"; do

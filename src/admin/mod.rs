@@ -2,9 +2,11 @@
 //!
 //! `/admin/ping`, `/config.json`, `/delegator.json` (the delegation explanation with a
 //! router's real namers), `/client_state.json`, `/admin/shutdown` (POST), `/logging.json`
-//! and, from the telemetry module, the metrics endpoints. `/` lists them until the
-//! dashboard arrives. Small and hand-routed: a dozen endpoints need no framework.
+//! and, from the telemetry module, the metrics endpoints. `/` is the dashboard and
+//! `/delegator` the dtab playground (both in `dashboard`); `/admin` lists the endpoints.
+//! Small and hand-routed: a dozen endpoints need no framework.
 
+mod dashboard;
 mod logging;
 
 use std::collections::BTreeMap;
@@ -69,6 +71,11 @@ impl AdminState {
 }
 
 const ENDPOINTS: &[(&str, &str)] = &[
+    ("/", "the dashboard: live success rates, volumes, latencies"),
+    (
+        "/delegator",
+        "the dtab playground: explain a path as a router would",
+    ),
     ("/admin/ping", "liveness: answers pong"),
     (
         "/admin/metrics.json",
@@ -165,7 +172,9 @@ pub async fn serve(listener: TcpListener, state: AdminState) {
 async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
-        (Method::GET, "/" | "/admin" | "/admin/index.txt") => index(),
+        (Method::GET, "/admin" | "/admin/index.txt") => index(),
+        (Method::GET, p) if dashboard::serves(p) => dashboard::respond(p, req.headers())
+            .unwrap_or_else(|| text(StatusCode::NOT_FOUND, format!("not found: {p}\n"))),
         (Method::GET, "/admin/ping") => text(StatusCode::OK, "pong"),
         (Method::GET, "/admin/metrics.json" | "/metrics.json") => {
             metrics_json(state, req.uri().query())
