@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, Interpreter, Namer as NamerConfig, Router as RouterConfig, Telemeter};
+use crate::config::{Config, Interpreter, Namer as NamerConfig, Telemeter};
 use crate::discovery::Epoch;
 use crate::discovery::fs::{FsNamer, FsWatch};
 use crate::discovery::k8s::{Backends, K8sDiscovery, K8sNamer};
@@ -195,7 +195,7 @@ fn routers(
 ) -> Result<Vec<Arc<Router>>, StartError> {
     let mut routers = Vec::new();
     for router in &config.routers {
-        let RouterConfig::Http(h) = router else {
+        let Some((h, version)) = router.http() else {
             continue;
         };
         let own = match &h.interpreter {
@@ -207,7 +207,13 @@ fn routers(
                 .map_err(StartError::Plugin)?,
             _ => Vec::new(),
         };
-        routers.push(Router::from_config(h, namers.clone(), epoch.clone(), own));
+        routers.push(Router::from_config(
+            h,
+            version,
+            namers.clone(),
+            epoch.clone(),
+            own,
+        ));
     }
     Ok(routers)
 }

@@ -179,3 +179,21 @@ fn resilience_settings_out_of_range_are_named() {
         ]
     );
 }
+
+#[test]
+fn h2_routers_take_h2_keys_and_refuse_http_ones() {
+    let good = "routers:\n- protocol: h2\n  dtab: /svc => /#/io.l5d.fs;\n  identifier:\n    kind: io.l5d.header.path\n    segments: 1\n  service:\n    responseClassifier:\n      kind: io.l5d.h2.retryableRead5XX\n  servers:\n  - port: 4142\n    maxConcurrentStreamsPerConnection: 100\n    initialStreamWindowBytes: 1048576\n";
+    let config = Config::parse(good).expect("parses");
+    assert_eq!(config.validate(), Vec::<String>::new());
+    let bad = "routers:\n- protocol: h2\n  maxHeadersKB: 16\n  identifier:\n    kind: io.l5d.methodAndHost\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n  servers:\n  - port: 4142\n- protocol: http\n  servers:\n  - port: 4140\n    maxFrameBytes: 32768\n";
+    let problems = Config::parse(bad).expect("parses").validate();
+    assert_eq!(
+        problems,
+        vec![
+            "routers[0] (h2): key maxHeadersKB is for http routers; this is an h2 router",
+            "routers[0] (h2).identifier: identifier kind io.l5d.methodAndHost is for http routers; this is an h2 router",
+            "routers[0] (h2).service: responseClassifier kind io.l5d.http.retryableRead5XX is for http routers",
+            "routers[1] (http).servers[0]: key maxFrameBytes is for h2 routers; this is an http router",
+        ]
+    );
+}

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use super::{CliError, load_config};
-use crate::config::Router;
 
 /// Validates the file at `config` (`-` for standard input) and describes it.
 pub(super) fn run(config: PathBuf) -> Result<String, CliError> {
@@ -12,18 +11,19 @@ pub(super) fn run(config: PathBuf) -> Result<String, CliError> {
     let (parsed, _) = load_config(&config)?;
     let mut out = format!("{name}: configuration is valid");
     for router in &parsed.routers {
-        if let Router::Http(r) = router {
+        if let Some((r, version)) = router.http() {
             let servers: Vec<String> = r
                 .servers
                 .iter()
                 .map(|s| {
                     let ip = s.ip.map_or("127.0.0.1".to_string(), |ip| ip.to_string());
-                    format!("{ip}:{}", s.port.unwrap_or(4140))
+                    format!("{ip}:{}", s.port.unwrap_or(version.default_port()))
                 })
                 .collect();
-            let label = r.label.as_deref().unwrap_or("http");
+            let protocol = version.protocol();
+            let label = r.label.as_deref().unwrap_or(protocol);
             out.push_str(&format!(
-                "\n  router {label} (http) on {}, {} dtab entries",
+                "\n  router {label} ({protocol}) on {}, {} dtab entries",
                 servers.join(", "),
                 r.dtab.len()
             ));

@@ -23,8 +23,8 @@ pub use namer::{
 };
 pub use router::{
     AddForwardedHeader, BindingCache, DefaultInterpreter, HeaderPathIdentifier, HeaderToken,
-    HttpRouter, Identifier, Interpreter, Labeler, MethodAndHost, NoSettings, OneOrMany,
-    PathIdentifier, Router, Server, StaticIdentifier, StaticLabel,
+    HttpRouter, HttpVersion, Identifier, Interpreter, Labeler, MethodAndHost, NoSettings,
+    OneOrMany, PathIdentifier, Router, Server, StaticIdentifier, StaticLabel,
 };
 pub use stack::{
     Backoff, Budget, ClientConfig, FailureAccrual, LoadBalancer, ServiceConfig, StackKind,
@@ -38,6 +38,15 @@ pub const HTTP_CLASSIFIERS: &[&str] = &[
     "io.l5d.http.retryableIdempotent5XX",
     "io.l5d.http.retryableAll5XX",
     "io.l5d.http.allSuccessful",
+];
+
+/// The response classifiers of h2 routers: the twins of [`HTTP_CLASSIFIERS`].
+pub const H2_CLASSIFIERS: &[&str] = &[
+    "io.l5d.h2.nonRetryable5XX",
+    "io.l5d.h2.retryableRead5XX",
+    "io.l5d.h2.retryableIdempotent5XX",
+    "io.l5d.h2.retryableAll5XX",
+    "io.l5d.h2.allSuccessful",
 ];
 
 /// A whole configuration file.
@@ -186,14 +195,14 @@ impl Config {
         let mut labels = Vec::new();
         let mut sockets = Vec::new();
         for (i, router) in self.routers.iter().enumerate() {
-            let Router::Http(r) = router else {
+            let Some((r, version)) = router.http() else {
                 v.problem(format!(
                     "routers[{i}]: protocol {} is not supported yet",
                     router.protocol()
                 ));
                 continue;
             };
-            let label = r.label.clone().unwrap_or_else(|| "http".into());
+            let label = r.label.clone().unwrap_or_else(|| version.protocol().into());
             let at = format!("routers[{i}] ({label})");
             if labels.contains(&label) {
                 v.problem(format!(
@@ -201,7 +210,7 @@ impl Config {
                 ));
             }
             labels.push(label);
-            v.http_router(&at, r, &mut sockets);
+            v.http_router(&at, r, version, &mut sockets);
         }
         for (i, t) in self.telemetry.iter().enumerate() {
             if !matches!(t, Telemeter::Prometheus(_)) {
@@ -271,7 +280,23 @@ impl Validation {
         }
     }
 
-    fn http_router(&mut self, at: &str, r: &HttpRouter, sockets: &mut Vec<(IpAddr, u16)>) {
+    fn http_router(
+        &mut self,
+        at: &str,
+        r: &HttpRouter,
+        version: HttpVersion,
+        sockets: &mut Vec<(IpAddr, u16)>,
+    ) {
+        let h2 = version == HttpVersion::H2;
+        // Keys Linkerd has for one of the two protocols only.
+        let (own, other) = if h2 { ("h2", "http") } else { ("http", "h2") };
+        let foreign = |this: &mut Self, at: &str, key: &str, present: bool| {
+            if present {
+                this.problem(format!(
+                    "{at}: key {key} is for {other} routers; this is an {own} router"
+                ));
+            }
+        };
         if r.servers.is_empty() {
             self.problem(format!("{at}: servers: at least one server is required"));
         }
@@ -279,8 +304,26 @@ impl Validation {
             let sat = format!("{at}.servers[{j}]");
             let socket = (
                 s.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
-                s.port.unwrap_or(4140),
+                s.port.unwrap_or(version.default_port()),
             );
+            if !h2 {
+                for (key, present) in [
+                    (
+                        "maxConcurrentStreamsPerConnection",
+                        s.max_concurrent_streams_per_connection.is_some(),
+                    ),
+                    (
+                        "initialStreamWindowBytes",
+                        s.initial_stream_window_bytes.is_some(),
+                    ),
+                    ("maxFrameBytes", s.max_frame_bytes.is_some()),
+                    ("maxHeaderListBytes", s.max_header_list_bytes.is_some()),
+                    ("headerTableBytes", s.header_table_bytes.is_some()),
+                    ("windowUpdateRatio", s.window_update_ratio.is_some()),
+                ] {
+                    foreign(self, &sat, key, present);
+                }
+            }
             if sockets.contains(&socket) {
                 self.problem(format!(
                     "{sat}: {}:{} is already used by another server",
@@ -305,27 +348,86 @@ impl Validation {
             at,
             &[
                 ("announcers", r.announcers.is_some()),
-                ("httpAccessLog", r.http_access_log.is_some()),
+                ("httpAccessLog", !h2 && r.http_access_log.is_some()),
                 (
                     "httpAccessLogRollPolicy",
-                    r.http_access_log_roll_policy.is_some(),
+                    !h2 && r.http_access_log_roll_policy.is_some(),
                 ),
-                ("httpAccessLogAppend", r.http_access_log_append.is_some()),
+                (
+                    "httpAccessLogAppend",
+                    !h2 && r.http_access_log_append.is_some(),
+                ),
                 (
                     "httpAccessLogRotateCount",
-                    r.http_access_log_rotate_count.is_some(),
+                    !h2 && r.http_access_log_rotate_count.is_some(),
                 ),
-                ("compressionLevel", r.compression_level.is_some()),
+                ("compressionLevel", !h2 && r.compression_level.is_some()),
                 ("tracePropagator", r.trace_propagator.is_some()),
+                ("h2AccessLog", h2 && r.h2_access_log.is_some()),
+                (
+                    "h2AccessLogRollPolicy",
+                    h2 && r.h2_access_log_roll_policy.is_some(),
+                ),
+                ("h2AccessLogAppend", h2 && r.h2_access_log_append.is_some()),
+                (
+                    "h2AccessLogRotateCount",
+                    h2 && r.h2_access_log_rotate_count.is_some(),
+                ),
             ],
         );
-        if r.streaming_enabled == Some(false) {
+        let http_only = [
+            ("httpAccessLog", r.http_access_log.is_some()),
+            (
+                "httpAccessLogRollPolicy",
+                r.http_access_log_roll_policy.is_some(),
+            ),
+            ("httpAccessLogAppend", r.http_access_log_append.is_some()),
+            (
+                "httpAccessLogRotateCount",
+                r.http_access_log_rotate_count.is_some(),
+            ),
+            ("compressionLevel", r.compression_level.is_some()),
+            (
+                "streamAfterContentLengthKB",
+                r.stream_after_content_length_kb.is_some(),
+            ),
+            ("streamingEnabled", r.streaming_enabled.is_some()),
+            ("maxHeadersKB", r.max_headers_kb.is_some()),
+            ("maxInitialLineKB", r.max_initial_line_kb.is_some()),
+            ("maxErrResponseKB", r.max_err_response_kb.is_some()),
+        ];
+        let h2_only = [
+            ("h2AccessLog", r.h2_access_log.is_some()),
+            (
+                "h2AccessLogRollPolicy",
+                r.h2_access_log_roll_policy.is_some(),
+            ),
+            ("h2AccessLogAppend", r.h2_access_log_append.is_some()),
+            (
+                "h2AccessLogRotateCount",
+                r.h2_access_log_rotate_count.is_some(),
+            ),
+        ];
+        for (key, present) in if h2 { &http_only[..] } else { &h2_only[..] } {
+            foreign(self, at, key, *present);
+        }
+        if !h2 && r.streaming_enabled == Some(false) {
             self.problem(format!(
                 "{at}: streamingEnabled: false is not supported; Plexus always streams bodies"
             ));
         }
         for id in r.identifier.iter().flat_map(OneOrMany::as_slice) {
-            if matches!(id, Identifier::Ingress(_) | Identifier::HeaderPath(_)) {
+            let wrong_protocol = match id {
+                Identifier::HeaderPath(_) => !h2,
+                Identifier::MethodAndHost(_) | Identifier::Path(_) => h2,
+                _ => false,
+            };
+            if wrong_protocol {
+                self.problem(format!(
+                    "{at}.identifier: identifier kind {} is for {other} routers; this is an {own} router",
+                    id.kind()
+                ));
+            } else if matches!(id, Identifier::Ingress(_)) {
                 self.kind(&format!("{at}.identifier"), "identifier", id.kind());
             }
         }
@@ -341,7 +443,7 @@ impl Validation {
             ),
         }
         if let Some(s) = &r.service {
-            self.service(&format!("{at}.service"), s, true);
+            self.service(&format!("{at}.service"), s, true, version);
         }
         if let Some(c) = &r.client {
             self.client(&format!("{at}.client"), c, true);
@@ -411,23 +513,36 @@ impl Validation {
         }
     }
 
-    fn service(&mut self, at: &str, s: &ServiceConfig, top: bool) {
+    fn service(&mut self, at: &str, s: &ServiceConfig, top: bool, version: HttpVersion) {
         self.prefix(at, &s.prefix);
         if let Some(r) = &s.retries {
             self.budget(&format!("{at}.retries.budget"), &r.budget);
             self.backoff(&format!("{at}.retries.backoff"), &r.backoff);
         }
+        let (known, others) = match version {
+            HttpVersion::Http1 => (HTTP_CLASSIFIERS, H2_CLASSIFIERS),
+            HttpVersion::H2 => (H2_CLASSIFIERS, HTTP_CLASSIFIERS),
+        };
         if let Some(c) = &s.response_classifier
-            && !HTTP_CLASSIFIERS.contains(&c.kind.as_str())
+            && !known.contains(&c.kind.as_str())
         {
-            self.problem(format!(
-                "{at}: responseClassifier kind {} is not supported yet",
-                c.kind
-            ));
+            let why = if others.contains(&c.kind.as_str()) {
+                format!(
+                    "is for {} routers",
+                    if version == HttpVersion::H2 {
+                        "http"
+                    } else {
+                        "h2"
+                    }
+                )
+            } else {
+                "is not supported yet".to_owned()
+            };
+            self.problem(format!("{at}: responseClassifier kind {} {why}", c.kind));
         }
         self.stack_shape(at, s.kind, s.configs.is_some(), s.prefix.is_some(), top);
         for (i, c) in s.configs.iter().flatten().enumerate() {
-            self.service(&format!("{at}.configs[{i}]"), c, false);
+            self.service(&format!("{at}.configs[{i}]"), c, false, version);
         }
     }
 

@@ -15,9 +15,9 @@ pub enum Router {
     /// `protocol: http`: HTTP/1.1.
     #[serde(rename = "http")]
     Http(Box<HttpRouter>),
-    /// `protocol: h2`: not implemented yet.
+    /// `protocol: h2`: HTTP/2 (h2c with prior knowledge), gRPC included.
     #[serde(rename = "h2")]
-    H2(serde::de::IgnoredAny),
+    H2(Box<HttpRouter>),
     /// `protocol: thrift`: not implemented yet.
     #[serde(rename = "thrift")]
     Thrift(serde::de::IgnoredAny),
@@ -29,7 +29,43 @@ pub enum Router {
     Mux(serde::de::IgnoredAny),
 }
 
+/// Which HTTP an HTTP-family router speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// `protocol: http`: HTTP/1.1.
+    Http1,
+    /// `protocol: h2`: HTTP/2.
+    H2,
+}
+
+impl HttpVersion {
+    /// The protocol name, which is also the default router label.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            HttpVersion::Http1 => "http",
+            HttpVersion::H2 => "h2",
+        }
+    }
+
+    /// Linkerd's default server port for the protocol.
+    pub fn default_port(self) -> u16 {
+        match self {
+            HttpVersion::Http1 => 4140,
+            HttpVersion::H2 => 4142,
+        }
+    }
+}
+
 impl Router {
+    /// An HTTP or h2 router's settings and version; `None` for other protocols.
+    pub fn http(&self) -> Option<(&HttpRouter, HttpVersion)> {
+        match self {
+            Router::Http(r) => Some((r, HttpVersion::Http1)),
+            Router::H2(r) => Some((r, HttpVersion::H2)),
+            _ => None,
+        }
+    }
+
     /// The protocol name as written in the file.
     pub fn protocol(&self) -> &'static str {
         match self {
@@ -42,7 +78,8 @@ impl Router {
     }
 }
 
-/// An HTTP/1.1 router.
+/// An HTTP/1.1 (`protocol: http`) or HTTP/2 (`protocol: h2`) router: the keys are
+/// Linkerd's for both; validation refuses the ones that belong to the other protocol.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpRouter {
@@ -101,6 +138,14 @@ pub struct HttpRouter {
     pub compression_level: NotYet,
     /// Not implemented yet.
     pub trace_propagator: NotYet,
+    /// Not implemented yet (h2).
+    pub h2_access_log: NotYet,
+    /// Not implemented yet (h2).
+    pub h2_access_log_roll_policy: NotYet,
+    /// Not implemented yet (h2).
+    pub h2_access_log_append: NotYet,
+    /// Not implemented yet (h2).
+    pub h2_access_log_rotate_count: NotYet,
 }
 
 /// `bindingCache:`.
@@ -161,6 +206,18 @@ pub struct Server {
     pub max_concurrent_requests: Option<u32>,
     /// Request timeout.
     pub timeout_ms: Option<u64>,
+    /// h2: streams a client may have open on one connection (default 1000).
+    pub max_concurrent_streams_per_connection: Option<u32>,
+    /// h2: the initial flow-control window of each stream, bytes (default 65535).
+    pub initial_stream_window_bytes: Option<u32>,
+    /// h2: the largest frame accepted, bytes (default 16384).
+    pub max_frame_bytes: Option<u32>,
+    /// h2: the largest header list accepted, bytes.
+    pub max_header_list_bytes: Option<u32>,
+    /// h2: the HPACK table size (accepted; the HTTP/2 library manages it).
+    pub header_table_bytes: Option<u32>,
+    /// h2: when to send window updates (accepted; the HTTP/2 library manages it).
+    pub window_update_ratio: Option<f64>,
     /// Not implemented yet.
     pub tls: NotYet,
     /// Not implemented yet.
@@ -243,7 +300,15 @@ pub enum Identifier {
     Ingress(serde::de::IgnoredAny),
     /// h2 `:path` segments: for h2 routers, not implemented yet.
     #[serde(rename = "io.l5d.header.path")]
-    HeaderPath(serde::de::IgnoredAny),
+    HeaderPath(HeaderPathSegments),
+}
+
+/// `io.l5d.header.path` (h2): the first `segments` segments of `:path` (all by default).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderPathSegments {
+    /// How many leading segments name the request (default: all).
+    pub segments: Option<usize>,
 }
 
 impl Identifier {

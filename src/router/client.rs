@@ -1,9 +1,12 @@
-//! Phase 7, the client: HTTP/1.1 connections to endpoints, kept alive and reused.
+//! Phase 7, the client: connections to endpoints, kept alive and reused.
 //!
-//! Each worker thread has its own pool per endpoint (no lock, no cross-thread hop), like
-//! the worker model of nginx and Envoy. A connection returns to the pool only when the
-//! response body has been read to the end; a request that a stale pooled connection
-//! could not send is retried once on a fresh connection, since it certainly never left.
+//! Each worker thread has its own connections per endpoint (no lock, no cross-thread
+//! hop), like the worker model of nginx and Envoy. HTTP/1.1 connections are pooled: one
+//! returns to the pool only when the response body has been read to the end, and a
+//! request that a stale pooled connection could not send is retried once on a fresh
+//! connection, since it certainly never left. HTTP/2 (h2 routers) uses one multiplexed
+//! connection per endpoint and worker, replaced when it closes; streams beyond the
+//! peer's concurrency limit wait for a free one.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,7 +22,8 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::error::{ErrorKind, ProxyError};
@@ -36,6 +40,22 @@ type Sender = SendRequest<ProxyBody>;
 
 thread_local! {
     static POOL: RefCell<HashMap<SocketAddr, Vec<Sender>>> = RefCell::new(HashMap::new());
+    static H2: RefCell<HashMap<SocketAddr, http2::SendRequest<ProxyBody>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Runs HTTP/2 connection and stream tasks on the current worker thread: bodies and
+/// services here are not `Send`, and never need to be.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: std::future::Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
 }
 
 fn checkout(addr: SocketAddr) -> Option<Sender> {
@@ -66,19 +86,26 @@ fn checkin(addr: SocketAddr, sender: Sender) {
     });
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ProxyError> {
-    let failed = |why: String| {
-        ProxyError::new(
-            ErrorKind::Connect,
-            format!("Unable to connect to {addr}: {why}"),
-        )
-    };
+fn connect_failed(addr: SocketAddr, why: String) -> ProxyError {
+    ProxyError::new(
+        ErrorKind::Connect,
+        format!("Unable to connect to {addr}: {why}"),
+    )
+}
+
+async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(failed(e.to_string())),
-        Err(_) => return Err(failed(format!("timed out after {timeout:?}"))),
+        Ok(Err(e)) => return Err(connect_failed(addr, e.to_string())),
+        Err(_) => return Err(connect_failed(addr, format!("timed out after {timeout:?}"))),
     };
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ProxyError> {
+    let failed = |why: String| connect_failed(addr, why);
+    let stream = tcp(addr, timeout).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake::<_, ProxyBody>(TokioIo::new(stream))
         .await
@@ -100,9 +127,80 @@ pub struct SendError {
     pub unsent: Option<Box<Request<ProxyBody>>>,
 }
 
-/// Sends `req` to `addr` on a pooled or new connection. The response body returns the
-/// connection to the pool when it has been read to the end.
+/// Sends `req` to `addr` in the router's HTTP version: HTTP/1.1 on a pooled or new
+/// connection (the response body returns it to the pool when read to the end), or a
+/// stream of the endpoint's HTTP/2 connection.
 pub async fn send(
+    addr: SocketAddr,
+    req: Request<ProxyBody>,
+    connect_timeout: Duration,
+    version: crate::config::HttpVersion,
+) -> Result<Response<ProxyBody>, SendError> {
+    match version {
+        crate::config::HttpVersion::Http1 => send_http1(addr, req, connect_timeout).await,
+        crate::config::HttpVersion::H2 => send_h2(addr, req, connect_timeout).await,
+    }
+}
+
+/// The endpoint's open HTTP/2 connection, or a new one.
+async fn h2_connection(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<http2::SendRequest<ProxyBody>, ProxyError> {
+    let open = H2.with(|c| c.borrow().get(&addr).filter(|s| !s.is_closed()).cloned());
+    if let Some(sender) = open {
+        return Ok(sender);
+    }
+    let stream = tcp(addr, timeout).await?;
+    let (sender, conn) = http2::Builder::new(LocalExec)
+        .timer(TokioTimer::new())
+        .handshake::<_, ProxyBody>(TokioIo::new(stream))
+        .await
+        .map_err(|e| connect_failed(addr, e.to_string()))?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(endpoint = %addr, error = %e, "h2 endpoint connection closed with an error");
+        }
+    });
+    H2.with(|c| c.borrow_mut().insert(addr, sender.clone()));
+    Ok(sender)
+}
+
+async fn send_h2(
+    addr: SocketAddr,
+    req: Request<ProxyBody>,
+    connect_timeout: Duration,
+) -> Result<Response<ProxyBody>, SendError> {
+    let mut sender = match h2_connection(addr, connect_timeout).await {
+        Ok(s) => s,
+        Err(error) => {
+            return Err(SendError {
+                error,
+                unsent: Some(Box::new(req)),
+            });
+        }
+    };
+    if sender.ready().await.is_err() {
+        H2.with(|c| c.borrow_mut().remove(&addr));
+        return Err(SendError {
+            error: connect_failed(addr, "the HTTP/2 connection closed".into()),
+            unsent: Some(Box::new(req)),
+        });
+    }
+    match sender.try_send_request(req).await {
+        Ok(rsp) => Ok(rsp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())),
+        Err(mut e) => {
+            let unsent = e.take_message().map(Box::new);
+            let mut error = upstream(addr, e.into_error());
+            if unsent.is_some() {
+                error.kind = ErrorKind::Connect;
+            }
+            Err(SendError { error, unsent })
+        }
+    }
+}
+
+async fn send_http1(
     addr: SocketAddr,
     req: Request<ProxyBody>,
     connect_timeout: Duration,

@@ -419,8 +419,19 @@ async fn dispatch(
     let none = || no_hosts(dst, &router.base_dtab, local);
     let bound = choose::leaf(&tree, none)?;
 
-    let upgrade = h::is_upgrade(&parts.headers);
+    let h2 = router.version == crate::config::HttpVersion::H2;
+    let upgrade = !h2 && h::is_upgrade(&parts.headers);
+    let te_trailers = h2 && h::te_trailers(&parts.headers);
     h::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if te_trailers {
+        // The one TE value HTTP/2 allows; gRPC peers expect it.
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if h2 {
+        h::to_h2_request(&mut parts);
+    }
     if upgrade {
         parts
             .headers
@@ -654,7 +665,12 @@ async fn forward(
             pending: Some(client.balancer.borrow_mut().start(endpoint, now)),
         };
         let inflight = client.stats.start();
-        let sent = client::send(endpoint, req, worker.router.connect_timeout);
+        let sent = client::send(
+            endpoint,
+            req,
+            worker.router.connect_timeout,
+            worker.router.version,
+        );
         let sent = match client.attempt_timeout {
             None => sent.await,
             Some(limit) => tokio::time::timeout(limit, sent).await.unwrap_or_else(|_| {

@@ -44,6 +44,35 @@ pub struct ServerSpec {
     pub max_call_depth: usize,
     /// Add a `Forwarded` header to requests (`addForwardedHeader`).
     pub forwarded: Option<plexus_http::forwarded::ForwardedSpec>,
+    /// HTTP/2 settings, for servers of h2 routers.
+    pub h2: Option<H2Settings>,
+}
+
+/// The HTTP/2 settings a server advertises (Linkerd's h2 server keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct H2Settings {
+    /// `maxConcurrentStreamsPerConnection` (default 1000).
+    pub max_concurrent_streams: u32,
+    /// `initialStreamWindowBytes` (default 65535, the protocol's).
+    pub initial_stream_window: u32,
+    /// `maxFrameBytes` (default 16384, the protocol's).
+    pub max_frame_size: u32,
+    /// `maxHeaderListBytes` (default 16 KiB).
+    pub max_header_list_size: u32,
+}
+
+impl H2Settings {
+    fn from_config(s: &config::Server) -> H2Settings {
+        H2Settings {
+            max_concurrent_streams: s.max_concurrent_streams_per_connection.unwrap_or(1000),
+            initial_stream_window: s.initial_stream_window_bytes.unwrap_or(65_535),
+            max_frame_size: s
+                .max_frame_bytes
+                .unwrap_or(16_384)
+                .clamp(16_384, 16_777_215),
+            max_header_list_size: s.max_header_list_bytes.unwrap_or(16 << 10),
+        }
+    }
 }
 
 fn labeler(l: &Option<config::Labeler>) -> plexus_http::forwarded::Labeler {
@@ -79,6 +108,8 @@ pub struct Router {
     pub dst_prefix: Path,
     /// Tried in order; the first that names the request wins.
     pub identifiers: Vec<plexus_http::Identifier>,
+    /// HTTP/1.1 (`protocol: http`) or HTTP/2 (`protocol: h2`), on both sides.
+    pub version: config::HttpVersion,
     /// Configured namers and the system namer.
     pub namers: Namers,
     /// Discovery changes; cached bindings older than it are re-bound.
@@ -187,15 +218,21 @@ fn svc() -> Path {
     Path::from_strs(["svc"])
 }
 
-fn identifier(id: &config::Identifier) -> Option<plexus_http::Identifier> {
+fn identifier(
+    id: &config::Identifier,
+    version: config::HttpVersion,
+) -> Option<plexus_http::Identifier> {
     use plexus_http::Identifier as H;
     Some(match id {
         config::Identifier::HeaderToken(h) => H::HeaderToken {
             header: h
                 .header
                 .clone()
-                .unwrap_or_else(|| "host".into())
+                .unwrap_or_else(|| default_token_header(version).into())
                 .to_ascii_lowercase(),
+        },
+        config::Identifier::HeaderPath(p) => H::HeaderPath {
+            segments: p.segments,
         },
         config::Identifier::MethodAndHost(m) => H::MethodAndHost {
             http_uri_in_dst: m.http_uri_in_dst,
@@ -214,8 +251,16 @@ fn identifier(id: &config::Identifier) -> Option<plexus_http::Identifier> {
         config::Identifier::Static(s) => H::Static {
             path: s.path.show(),
         },
-        config::Identifier::Ingress(_) | config::Identifier::HeaderPath(_) => return None,
+        config::Identifier::Ingress(_) => return None,
     })
+}
+
+/// The header `io.l5d.header.token` reads unless told: `Host`, or h2's `:authority`.
+fn default_token_header(version: config::HttpVersion) -> &'static str {
+    match version {
+        config::HttpVersion::Http1 => "host",
+        config::HttpVersion::H2 => ":authority",
+    }
 }
 
 impl Router {
@@ -223,13 +268,20 @@ impl Router {
     /// interpreter's, already built.
     pub fn from_config(
         cfg: &HttpRouter,
+        version: config::HttpVersion,
         namers: Namers,
         epoch: Epoch,
         transformers: Vec<Arc<dyn crate::naming::Transformer>>,
     ) -> Arc<Router> {
         let identifiers: Vec<_> = match &cfg.identifier {
-            None => vec![plexus_http::Identifier::default_http()],
-            Some(ids) => ids.as_slice().iter().filter_map(identifier).collect(),
+            None => vec![plexus_http::Identifier::HeaderToken {
+                header: default_token_header(version).into(),
+            }],
+            Some(ids) => ids
+                .as_slice()
+                .iter()
+                .filter_map(|id| identifier(id, version))
+                .collect(),
         };
         let servers = cfg
             .servers
@@ -237,10 +289,11 @@ impl Router {
             .map(|s| ServerSpec {
                 addr: SocketAddr::new(
                     s.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
-                    s.port.unwrap_or(4140),
+                    s.port.unwrap_or(version.default_port()),
                 ),
                 clear_context: s.clear_context.unwrap_or(false),
                 max_call_depth: s.max_call_depth.unwrap_or(1000) as usize,
+                h2: (version == config::HttpVersion::H2).then(|| H2Settings::from_config(s)),
                 forwarded: s.add_forwarded_header.as_ref().map(|f| {
                     plexus_http::forwarded::ForwardedSpec {
                         by: labeler(&f.by),
@@ -252,7 +305,11 @@ impl Router {
         let kb =
             |v: Option<u64>, default: u64| (v.unwrap_or(default) as usize).saturating_mul(1024);
         Arc::new(Router {
-            label: cfg.label.clone().unwrap_or_else(|| "http".into()),
+            label: cfg
+                .label
+                .clone()
+                .unwrap_or_else(|| version.protocol().into()),
+            version,
             base_dtab: cfg.dtab.clone(),
             dst_prefix: cfg.dst_prefix.clone().unwrap_or_else(svc),
             identifiers,

@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::router::client::LocalExec;
 use crate::router::http::{ConnInfo, handle, worker_for};
 use crate::router::{Router, ServerSpec, stats};
 
@@ -243,20 +244,35 @@ impl Actor for HttpConnection {
         };
         let worker = worker_for(&self.router);
         let spec = self.spec.clone();
+        let service_spec = spec.clone();
         let drain = self.drain.clone();
         let head_limit = self.router.limits.max_head_bytes.max(8192);
         let serve = async move {
             let svc = service_fn(move |req| {
-                let (worker, spec, conn) = (worker.clone(), spec.clone(), conn.clone());
+                let (worker, spec, conn) = (worker.clone(), service_spec.clone(), conn.clone());
                 async move { Ok::<_, Infallible>(handle(worker, spec, conn, req).await) }
             });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(head_limit)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            serve_until_drained(conn, drain).await;
+            match spec.h2 {
+                Some(h2) => {
+                    let conn = http2::Builder::new(LocalExec)
+                        .timer(TokioTimer::new())
+                        .max_concurrent_streams(h2.max_concurrent_streams)
+                        .initial_stream_window_size(h2.initial_stream_window)
+                        .max_frame_size(h2.max_frame_size)
+                        .max_header_list_size(h2.max_header_list_size)
+                        .serve_connection(TokioIo::new(stream), svc);
+                    serve_until_drained(conn, drain).await;
+                }
+                None => {
+                    let conn = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .max_buf_size(head_limit)
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades();
+                    serve_until_drained(conn, drain).await;
+                }
+            }
         };
         ctx.spawn(serve.into_actor(self).map(|(), _, ctx| ctx.stop()));
     }
@@ -305,6 +321,20 @@ where
     S::ResBody: http_body::Body + 'static,
     <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn graceful(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B, E> GracefulConn for hyper::server::conn::http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
     fn graceful(self: std::pin::Pin<&mut Self>) {
         self.graceful_shutdown();

@@ -131,6 +131,37 @@ pub fn normalize_absolute_form<B>(req: &mut Request<B>) {
     }
 }
 
+/// Whether `TE` lists `trailers` (gRPC clients send `te: trailers`).
+pub fn te_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
+
+/// Readies a request (origin-form URI plus `Host`, as after
+/// [`normalize_absolute_form`]) to be sent as HTTP/2: the authority moves from `Host` to
+/// the URI (`:authority`), the scheme is `http`, and the version is HTTP/2.
+pub fn to_h2_request(parts: &mut http::request::Parts) {
+    parts.version = http::Version::HTTP_2;
+    let authority = match parts.uri.authority() {
+        Some(a) => Some(a.as_str().to_owned()),
+        None => parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned),
+    };
+    parts.headers.remove(header::HOST);
+    let Some(authority) = authority else { return };
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if let Ok(uri) = format!("http://{authority}{path}").parse::<Uri>() {
+        parts.uri = uri;
+    }
+}
+
 /// Removes every `l5d-*` header (an edge server with `clearContext: true`, so outsiders
 /// cannot steer routing or forge context).
 pub fn strip_l5d(headers: &mut HeaderMap) {

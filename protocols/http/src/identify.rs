@@ -39,6 +39,12 @@ pub enum Identifier {
         /// The path, as written in the configuration.
         path: String,
     },
+    /// `io.l5d.header.path` (h2): the first `segments` segments of `:path`, or all of
+    /// them (gRPC: `/helloworld.Hello/Greeting` with 1 segment is `/helloworld.Hello`).
+    HeaderPath {
+        /// How many leading segments; `None` for all.
+        segments: Option<usize>,
+    },
 }
 
 /// The name an identifier produced, before the router's `dstPrefix` is prepended.
@@ -86,6 +92,15 @@ fn path_segments(uri: &Uri) -> Vec<&str> {
 }
 
 fn header_text<'a>(parts: &'a Parts, header: &str) -> Result<&'a str, IdentifyError> {
+    // HTTP/2 carries the authority as a pseudo-header, which hyper puts in the URI;
+    // HTTP/1.1 requests sent to an h2 name still have `Host`.
+    if header == ":authority" {
+        if let Some(authority) = parts.uri.authority() {
+            return Ok(authority.as_str());
+        }
+        return header_text(parts, "host")
+            .map_err(|_| IdentifyError::MissingHeader(":authority".to_string()));
+    }
     let value = parts
         .headers
         .get(header)
@@ -152,6 +167,19 @@ impl Identifier {
                 plain(NameSpec::PathText(header_text(parts, header)?.to_string()))
             }
             Identifier::Static { path } => plain(NameSpec::PathText(path.clone())),
+            Identifier::HeaderPath { segments } => {
+                let all = path_segments(&parts.uri);
+                let n = segments.unwrap_or(all.len());
+                if all.is_empty() || all.len() < n {
+                    return Err(IdentifyError::TooFewSegments {
+                        wanted: n.max(1),
+                        path: parts.uri.path().to_string(),
+                    });
+                }
+                plain(NameSpec::Segments(
+                    all[..n].iter().map(|s| s.to_string()).collect(),
+                ))
+            }
         }
     }
 }
@@ -200,6 +228,38 @@ mod tests {
 
     fn segs(v: &[&str]) -> NameSpec {
         NameSpec::Segments(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn h2_identifiers_read_authority_and_path_segments() {
+        let p = parts(
+            Request::builder()
+                .uri("http://world:8080/helloworld.World/Greeting")
+                .body(())
+                .unwrap(),
+        );
+        let token = Identifier::HeaderToken {
+            header: ":authority".into(),
+        };
+        assert_eq!(token.identify(&p).unwrap().name, segs(&["world:8080"]));
+        let one = Identifier::HeaderPath { segments: Some(1) };
+        assert_eq!(one.identify(&p).unwrap().name, segs(&["helloworld.World"]));
+        let all = Identifier::HeaderPath { segments: None };
+        assert_eq!(
+            all.identify(&p).unwrap().name,
+            segs(&["helloworld.World", "Greeting"])
+        );
+        let three = Identifier::HeaderPath { segments: Some(3) };
+        assert!(three.identify(&p).is_err());
+        // Without an authority in the URI, Host stands in.
+        let p = parts(
+            Request::builder()
+                .uri("/x")
+                .header("host", "hello")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(token.identify(&p).unwrap().name, segs(&["hello"]));
     }
 
     #[test]

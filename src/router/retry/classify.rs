@@ -124,9 +124,14 @@ impl Classifier {
         Classifier::AllSuccessful,
     ];
 
-    /// The kind named by a config `kind:` value; `None` for any other name.
+    /// The kind named by a config `kind:` value; `None` for any other name. The h2
+    /// twins (`io.l5d.h2.retryableRead5XX`, ...) are the same rules.
     pub fn from_kind(kind: &str) -> Option<Classifier> {
-        Classifier::ALL.into_iter().find(|c| c.kind() == kind)
+        let http = match kind.strip_prefix("io.l5d.h2.") {
+            Some(rest) => format!("io.l5d.http.{rest}"),
+            None => kind.to_owned(),
+        };
+        Classifier::ALL.into_iter().find(|c| c.kind() == http)
     }
 
     /// The config `kind:` value.
@@ -375,7 +380,11 @@ mod tests {
         for c in Classifier::ALL {
             assert_eq!(Classifier::from_kind(c.kind()), Some(c));
         }
-        assert_eq!(Classifier::from_kind("io.l5d.h2.nonRetryable5XX"), None);
+        assert_eq!(
+            Classifier::from_kind("io.l5d.h2.retryableRead5XX"),
+            Some(Classifier::RetryableRead5XX)
+        );
+        assert_eq!(Classifier::from_kind("io.l5d.h2.grpc.default"), None);
         assert_eq!(Classifier::from_kind("io.l5d.http.retryableread5xx"), None);
     }
 

@@ -1,0 +1,204 @@
+//! `protocol: h2` end to end: a real `plexus run` between an HTTP/2 client and an
+//! HTTP/2 (h2c, prior knowledge) backend, both hyper, on loopback. Trailers, `te`,
+//! `:authority` and `:path` identification, many concurrent streams on one connection,
+//! and a stream reset reaching the other side.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::{Proc, free_port, listening, plexus_bin, scratch, wait_for};
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// An h2c backend: answers `<name> <method> <path> te=<te>` with trailers
+/// `grpc-status: 0` and `x-backend: <name>`; `/big` answers 1 MiB.
+async fn backend(name: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| async move {
+                    let te = req
+                        .headers()
+                        .get("te")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned();
+                    let text = if req.uri().path() == "/big" {
+                        "x".repeat(1 << 20)
+                    } else {
+                        format!("{name} {} {} te={te}", req.method(), req.uri().path())
+                    };
+                    let mut trailers = HeaderMap::new();
+                    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+                    trailers.insert("x-backend", HeaderValue::from_static(name));
+                    let frames = vec![
+                        Ok::<_, Infallible>(Frame::data(Bytes::from(text))),
+                        Ok(Frame::trailers(trailers)),
+                    ];
+                    let body: Body = BodyExt::boxed(StreamBody::new(futures::stream::iter(frames)));
+                    Ok::<_, Infallible>(Response::new(body))
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Proxy {
+    addr: SocketAddr,
+    _plexus: Proc,
+}
+
+fn start_plexus(name: &str, backends: &[(&str, SocketAddr)], identifier: &str) -> Proxy {
+    let dir = scratch(name);
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("disco");
+    for (file, addr) in backends {
+        std::fs::write(disco.join(file), format!("{} {}\n", addr.ip(), addr.port()))
+            .expect("write");
+    }
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: {admin}}}\n\
+namers:\n- kind: io.l5d.fs\n  rootDir: {disco}\n\
+routers:\n- protocol: h2\n  dtab: /svc => /#/io.l5d.fs;\n{identifier}  servers:\n  - port: {port}\n    maxConcurrentStreamsPerConnection: 500\n",
+        disco = disco.display()
+    );
+    std::fs::write(dir.join("plexus.yaml"), config).expect("config");
+    let plexus = Proc::spawn(
+        Command::new(plexus_bin())
+            .arg("run")
+            .arg(dir.join("plexus.yaml")),
+        dir.join("plexus.log"),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_for("plexus to serve h2", || listening(addr));
+    Proxy {
+        addr,
+        _plexus: plexus,
+    }
+}
+
+async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+fn get(authority: &str, path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri(format!("http://{authority}{path}"))
+        .header("te", "trailers")
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_requests_route_by_authority_with_trailers_and_many_streams() {
+    let world = backend("world").await;
+    let proxy = start_plexus("h2-authority", &[("world", world)], "");
+    let mut client = h2_client(proxy.addr).await;
+
+    let rsp = client
+        .send_request(get("world", "/helloworld.World/Greeting"))
+        .await
+        .expect("response");
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(rsp.version(), http::Version::HTTP_2);
+    let collected = rsp.into_body().collect().await.expect("body");
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("trailers reach the client");
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..])
+    );
+    assert_eq!(
+        trailers.get("x-backend").map(|v| v.as_bytes()),
+        Some(&b"world"[..])
+    );
+    let body = String::from_utf8(collected.to_bytes().to_vec()).expect("utf8");
+    assert_eq!(body, "world GET /helloworld.World/Greeting te=trailers");
+
+    // An unknown authority is not routed (no such service).
+    let rsp = client
+        .send_request(get("nowhere", "/"))
+        .await
+        .expect("response");
+    assert_eq!(rsp.status(), 502);
+
+    // Hundreds of concurrent streams on the one client connection, and a body far larger
+    // than the 64 KiB default window.
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let mut c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            c.ready().await.expect("ready");
+            let rsp = c
+                .send_request(get("world", &format!("/n/{i}")))
+                .await
+                .expect("response");
+            assert_eq!(rsp.status(), 200);
+            let body = rsp.into_body().collect().await.expect("body").to_bytes();
+            assert_eq!(body, Bytes::from(format!("world GET /n/{i} te=trailers")));
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("streams finish")
+            .expect("stream task");
+    }
+    let rsp = client
+        .send_request(get("world", "/big"))
+        .await
+        .expect("response");
+    let body = rsp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(body.len(), 1 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_style_paths_route_with_the_header_path_identifier() {
+    let hello = backend("hello").await;
+    let world = backend("world").await;
+    let proxy = start_plexus(
+        "h2-path",
+        &[("helloworld.Hello", hello), ("helloworld.World", world)],
+        "  identifier:\n    kind: io.l5d.header.path\n    segments: 1\n",
+    );
+    let mut client = h2_client(proxy.addr).await;
+    for (service, expect) in [("helloworld.Hello", "hello"), ("helloworld.World", "world")] {
+        let rsp = client
+            .send_request(get("anything", &format!("/{service}/Greeting")))
+            .await
+            .expect("response");
+        assert_eq!(rsp.status(), 200);
+        let body = rsp.into_body().collect().await.expect("body").to_bytes();
+        assert!(body.starts_with(expect.as_bytes()), "{body:?}");
+    }
+}
