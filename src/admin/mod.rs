@@ -301,9 +301,17 @@ fn client_state(state: &AdminState) -> AdminResponse {
         let ejected = router.routes.ejected(now);
         for (id, addrs) in router.clients.snapshot() {
             let out_of_rotation = ejected.get(&id).cloned().unwrap_or_default();
+            // What was negotiated with each endpoint that is a Plexus peer (or not).
+            let peers: serde_json::Map<String, Value> = addrs
+                .iter()
+                .filter_map(|a| {
+                    let addr = a.parse().ok()?;
+                    Some((a.clone(), json!(crate::router::peer::negotiated(addr)?)))
+                })
+                .collect();
             out.insert(
                 id,
-                json!({"router": router.label, "state": "bound", "addresses": addrs, "ejected": out_of_rotation}),
+                json!({"router": router.label, "state": "bound", "addresses": addrs, "ejected": out_of_rotation, "protocols": peers}),
             );
         }
     }

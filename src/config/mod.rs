@@ -40,6 +40,9 @@ pub const HTTP_CLASSIFIERS: &[&str] = &[
     "io.l5d.http.allSuccessful",
 ];
 
+/// The upgrades `peerUpgrades` may name.
+pub const PEER_UPGRADES: &[&str] = &["h2"];
+
 /// The response classifiers of h2 routers: the twins of [`HTTP_CLASSIFIERS`].
 pub const H2_CLASSIFIERS: &[&str] = &[
     "io.l5d.h2.nonRetryable5XX",
@@ -548,6 +551,14 @@ impl Validation {
 
     fn client(&mut self, at: &str, c: &ClientConfig, top: bool) {
         self.prefix(at, &c.prefix);
+        for u in c.peer_upgrades.iter().flatten() {
+            if !PEER_UPGRADES.contains(&u.as_str()) {
+                self.problem(format!(
+                    "{at}.peerUpgrades: unknown upgrade {u:?}; known: {}",
+                    PEER_UPGRADES.join(", ")
+                ));
+            }
+        }
         self.budget(&format!("{at}.requeueBudget"), &c.requeue_budget);
         if let Some(fa) = &c.failure_accrual {
             let at = format!("{at}.failureAccrual");

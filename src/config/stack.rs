@@ -52,6 +52,10 @@ pub struct ClientConfig {
     pub requeue_budget: Option<Budget>,
     /// The time one attempt may take, ms (retries get their own).
     pub request_attempt_timeout_ms: Option<u64>,
+    /// Plexus only: upgrades this client may negotiate with endpoints that are Plexus
+    /// peers (`[h2]`: carry HTTP/1.1 over one HTTP/2 connection). Off by default; an
+    /// endpoint that is not a Plexus gets exactly what the application sent.
+    pub peer_upgrades: Option<Vec<String>>,
     /// Not implemented yet.
     pub fail_fast: NotYet,
     /// Not implemented yet.

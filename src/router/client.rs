@@ -130,15 +130,86 @@ pub struct SendError {
 /// Sends `req` to `addr` in the router's HTTP version: HTTP/1.1 on a pooled or new
 /// connection (the response body returns it to the pool when read to the end), or a
 /// stream of the endpoint's HTTP/2 connection.
+///
+/// With `upgrade_h2`, HTTP/1.1 requests to an endpoint that is a Plexus peer ride an
+/// HTTP/2 connection instead, after the negotiation described in [`super::peer`].
 pub async fn send(
     addr: SocketAddr,
     req: Request<ProxyBody>,
     connect_timeout: Duration,
     version: crate::config::HttpVersion,
+    upgrade_h2: bool,
 ) -> Result<Response<ProxyBody>, SendError> {
     match version {
-        crate::config::HttpVersion::Http1 => send_http1(addr, req, connect_timeout).await,
         crate::config::HttpVersion::H2 => send_h2(addr, req, connect_timeout).await,
+        crate::config::HttpVersion::Http1 if !upgrade_h2 || stays_http1(&req) => {
+            send_http1(addr, req, connect_timeout).await
+        }
+        crate::config::HttpVersion::Http1 => send_to_peer(addr, req, connect_timeout).await,
+    }
+}
+
+/// `Upgrade` and `CONNECT` requests never leave HTTP/1.1.
+fn stays_http1(req: &Request<ProxyBody>) -> bool {
+    req.method() == http::Method::CONNECT || req.headers().contains_key(http::header::UPGRADE)
+}
+
+/// An HTTP/1.1 request to an endpoint that may be a Plexus peer (see [`super::peer`]).
+async fn send_to_peer(
+    addr: SocketAddr,
+    req: Request<ProxyBody>,
+    connect_timeout: Duration,
+) -> Result<Response<ProxyBody>, SendError> {
+    use super::peer::{self, PeerState};
+    use plexus_http::headers as h;
+    let now = std::time::Instant::now();
+    match peer::state(addr, now) {
+        PeerState::H2 => {
+            let (mut parts, body) = req.into_parts();
+            h::to_h2_request(&mut parts);
+            match send_h2(addr, Request::from_parts(parts, body), connect_timeout).await {
+                Err(SendError {
+                    error,
+                    unsent: Some(unsent),
+                }) => {
+                    // The peer's HTTP/2 connection is gone: negotiate again, and give
+                    // the request back as HTTP/1.1 so it can be requeued.
+                    peer::learn(addr, PeerState::Unknown);
+                    let (mut parts, body) = unsent.into_parts();
+                    h::to_h1_request(&mut parts);
+                    Err(SendError {
+                        error,
+                        unsent: Some(Box::new(Request::from_parts(parts, body))),
+                    })
+                }
+                other => other,
+            }
+        }
+        PeerState::Plain { .. } => send_http1(addr, req, connect_timeout).await,
+        PeerState::Unknown => {
+            let mut req = req;
+            req.headers_mut()
+                .insert(h::L5D_PEER_UPGRADE, http::HeaderValue::from_static("h2"));
+            let mut rsp = match send_http1(addr, req, connect_timeout).await {
+                Ok(rsp) => rsp,
+                Err(mut e) => {
+                    if let Some(unsent) = e.unsent.as_mut() {
+                        unsent.headers_mut().remove(h::L5D_PEER_UPGRADE);
+                    }
+                    return Err(e);
+                }
+            };
+            let learned = if peer::accepted_h2(rsp.headers()) {
+                PeerState::H2
+            } else {
+                PeerState::Plain {
+                    until: now + peer::PLAIN_RECHECK,
+                }
+            };
+            rsp.headers_mut().remove(h::L5D_PEER_UPGRADE);
+            peer::learn(addr, learned);
+            Ok(rsp)
+        }
     }
 }
 

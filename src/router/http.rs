@@ -75,6 +75,8 @@ pub struct ClientEntry {
     requeue_budget: RefCell<RetryBudget>,
     requeues: metrics::Counter,
     attempt_timeout: Option<Duration>,
+    /// May carry HTTP/1.1 over HTTP/2 to Plexus peers (`peerUpgrades: [h2]`).
+    upgrade_h2: bool,
     /// Failure counts this worker last reported a success against, per endpoint.
     reported: RefCell<HashMap<SocketAddr, u64>>,
     used: Cell<Instant>,
@@ -206,6 +208,7 @@ impl Worker {
                 "client" => label.trim_start_matches('/').to_string()
             ),
             attempt_timeout: policy.attempt_timeout,
+            upgrade_h2: policy.upgrade_h2,
             reported: RefCell::default(),
             used: Cell::new(now),
         });
@@ -255,6 +258,12 @@ pub async fn handle(
     let router = &worker.router;
     let stats = worker.server_stats(server.addr);
     let inflight = stats.start();
+    let mut req = req;
+    // A Plexus peer offering to upgrade: HTTP/1.1 routers also take HTTP/2 on this
+    // port, so say yes (edges, which clear context, never advertise).
+    let offered = req.headers_mut().remove(h::L5D_PEER_UPGRADE).is_some()
+        && router.version == crate::config::HttpVersion::Http1
+        && !server.clear_context;
     let (mut rsp, failure) = match route(&worker, &server, &conn, req).await {
         Ok(rsp) => (rsp, None),
         Err(e) => {
@@ -263,6 +272,10 @@ pub async fn handle(
         }
     };
     inflight.finish(Some(rsp.status().as_u16()), failure);
+    if offered {
+        rsp.headers_mut()
+            .insert(h::L5D_PEER_UPGRADE, HeaderValue::from_static("h2"));
+    }
     if server.clear_context {
         // Edges never leak routing details: drop l5d-* headers, and Plexus's error text.
         let had_error = rsp.headers().contains_key(h::L5D_ERR);
@@ -431,6 +444,10 @@ async fn dispatch(
     }
     if h2 {
         h::to_h2_request(&mut parts);
+    } else {
+        // It may have arrived over HTTP/2 from a Plexus peer; it leaves as the HTTP/1.1
+        // request the application sent.
+        parts.version = http::Version::HTTP_11;
     }
     if upgrade {
         parts
@@ -670,6 +687,7 @@ async fn forward(
             req,
             worker.router.connect_timeout,
             worker.router.version,
+            client.upgrade_h2,
         );
         let sent = match client.attempt_timeout {
             None => sent.await,

@@ -18,6 +18,7 @@ pub mod client;
 pub mod error;
 pub mod http;
 pub mod identify;
+pub mod peer;
 pub mod policy;
 pub mod retry;
 pub mod route;

@@ -24,10 +24,12 @@ struct Settings {
     failure_accrual: Option<config::FailureAccrual>,
     requeue_budget: Option<config::Budget>,
     attempt_timeout_ms: Option<u64>,
+    peer_upgrades: Option<Vec<String>>,
 }
 
 fn settings(c: &ClientConfig) -> Settings {
     Settings {
+        peer_upgrades: c.peer_upgrades.clone(),
         load_balancer: c.load_balancer.clone(),
         failure_accrual: c.failure_accrual.clone(),
         requeue_budget: c.requeue_budget.clone(),
@@ -189,6 +191,9 @@ impl ClientBlocks {
             if s.attempt_timeout_ms.is_some() {
                 merged.attempt_timeout_ms = s.attempt_timeout_ms;
             }
+            if s.peer_upgrades.is_some() {
+                merged.peer_upgrades = s.peer_upgrades.clone();
+            }
         }
         ClientPolicy {
             balancer: merged
@@ -203,6 +208,7 @@ impl ClientBlocks {
                 .unwrap_or_default(),
             requeue_budget: budget_params(merged.requeue_budget),
             attempt_timeout: merged.attempt_timeout_ms.map(ms),
+            upgrade_h2: merged.peer_upgrades.iter().flatten().any(|u| u == "h2"),
         }
     }
 }

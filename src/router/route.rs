@@ -34,6 +34,8 @@ pub struct ClientPolicy {
     pub requeue_budget: (std::time::Duration, u32, f64),
     /// `requestAttemptTimeoutMs`.
     pub attempt_timeout: Option<std::time::Duration>,
+    /// `peerUpgrades: [h2]`: HTTP/1.1 may ride HTTP/2 to Plexus peers.
+    pub upgrade_h2: bool,
 }
 
 /// Counters of a client's circuit breaker (`failure_accrual/*`).

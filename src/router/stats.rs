@@ -242,6 +242,16 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Requests a server received in one protocol (`http/1.1` or `h2`).
+pub fn protocol_requests(rt: &str, server: &str, protocol: &'static str) -> metrics::Counter {
+    metrics::counter!(
+        "rt:server:protocol:requests",
+        "rt" => rt.to_string(),
+        "server" => server.to_string(),
+        "protocol" => protocol,
+    )
+}
+
 /// The connections gauge of a server.
 pub fn connections(rt: &str, server: &str) -> Gauge {
     gauge!("rt:server:connections", "rt" => rt.to_string(), "server" => server.to_string())

@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -173,17 +174,22 @@ async fn accept_loop(
 ) {
     let server_id = format!("{}/{}", spec.addr.ip(), spec.addr.port());
     let connections = stats::connections(&router.label, &server_id);
+    let protocols = Protocols {
+        http1: stats::protocol_requests(&router.label, &server_id, "http/1.1"),
+        h2: stats::protocol_requests(&router.label, &server_id, "h2"),
+    };
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let Ok(std_stream) = stream.into_std() else {
                     continue;
                 };
-                let (router, spec, drain, gauge) = (
+                let (router, spec, drain, gauge, protocols) = (
                     router.clone(),
                     spec.clone(),
                     drain.clone(),
                     connections.clone(),
+                    protocols.clone(),
                 );
                 let start = move || {
                     let guard = ActiveGuard::new(&drain.active, gauge);
@@ -195,6 +201,7 @@ async fn accept_loop(
                                 spec: Rc::new(spec),
                                 drain: drain.watch(),
                                 guard,
+                                protocols,
                             }
                             .start();
                         }
@@ -221,6 +228,14 @@ async fn accept_loop(
     }
 }
 
+/// Requests a server received, by protocol (`rt/<router>/server/<ip>/<port>/protocol/h2/requests`):
+/// on an HTTP/1.1 router, the HTTP/2 ones came from Plexus peers that upgraded.
+#[derive(Clone)]
+struct Protocols {
+    http1: metrics::Counter,
+    h2: metrics::Counter,
+}
+
 /// One client connection, served on a worker arbiter.
 pub struct HttpConnection {
     stream: Option<TcpStream>,
@@ -228,6 +243,7 @@ pub struct HttpConnection {
     spec: Rc<ServerSpec>,
     drain: watch::Receiver<bool>,
     guard: ActiveGuard,
+    protocols: Protocols,
 }
 
 impl Actor for HttpConnection {
@@ -245,10 +261,16 @@ impl Actor for HttpConnection {
         let worker = worker_for(&self.router);
         let spec = self.spec.clone();
         let service_spec = spec.clone();
+        let protocols = self.protocols.clone();
         let drain = self.drain.clone();
         let head_limit = self.router.limits.max_head_bytes.max(8192);
         let serve = async move {
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                if req.version() == http::Version::HTTP_2 {
+                    protocols.h2.increment(1);
+                } else {
+                    protocols.http1.increment(1);
+                }
                 let (worker, spec, conn) = (worker.clone(), service_spec.clone(), conn.clone());
                 async move { Ok::<_, Infallible>(handle(worker, spec, conn, req).await) }
             });
@@ -264,12 +286,16 @@ impl Actor for HttpConnection {
                     serve_until_drained(conn, drain).await;
                 }
                 None => {
-                    let conn = http1::Builder::new()
+                    // HTTP/1.1 from applications, and HTTP/2 (prior knowledge) from
+                    // Plexus peers that negotiated the upgrade (see router::peer).
+                    let mut builder = auto::Builder::new(LocalExec);
+                    builder
+                        .http1()
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_READ_TIMEOUT)
-                        .max_buf_size(head_limit)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades();
+                        .max_buf_size(head_limit);
+                    builder.http2().timer(TokioTimer::new());
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     serve_until_drained(conn, drain).await;
                 }
             }
@@ -282,9 +308,10 @@ impl Actor for HttpConnection {
     }
 }
 
-async fn serve_until_drained<C>(conn: C, mut drain: watch::Receiver<bool>)
+async fn serve_until_drained<C, E>(conn: C, mut drain: watch::Receiver<bool>)
 where
-    C: Future<Output = Result<(), hyper::Error>> + GracefulConn,
+    C: Future<Output = Result<(), E>> + GracefulConn,
+    E: std::fmt::Display,
 {
     tokio::pin!(conn);
     let mut draining = *drain.borrow();
@@ -315,12 +342,15 @@ trait GracefulConn {
     fn graceful(self: std::pin::Pin<&mut Self>);
 }
 
-impl<I, S> GracefulConn for hyper::server::conn::http1::UpgradeableConnection<I, S>
+impl<I, S, B, E> GracefulConn for auto::UpgradeableConnection<'_, I, S, E>
 where
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::ResBody: http_body::Body + 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
     fn graceful(self: std::pin::Pin<&mut Self>) {
         self.graceful_shutdown();

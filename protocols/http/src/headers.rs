@@ -26,6 +26,8 @@ pub const L5D_REQID: &str = "l5d-reqid";
 pub const L5D_ERR: &str = "l5d-err";
 /// Set on an error response when the request was never sent, so it can be retried.
 pub const L5D_RETRYABLE: &str = "l5d-retryable";
+/// Plexus peers' upgrade offer (request) and answer (response): `h2`.
+pub const L5D_PEER_UPGRADE: &str = "l5d-peer-upgrade";
 /// The response classification (`1.0` success, `0.0` failure).
 pub const L5D_SUCCESS_CLASS: &str = "l5d-success-class";
 
@@ -158,6 +160,25 @@ pub fn to_h2_request(parts: &mut http::request::Parts) {
     let Some(authority) = authority else { return };
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     if let Ok(uri) = format!("http://{authority}{path}").parse::<Uri>() {
+        parts.uri = uri;
+    }
+}
+
+/// The reverse of [`to_h2_request`]: HTTP/1.1 with `Host` and an origin-form URI.
+pub fn to_h1_request(parts: &mut http::request::Parts) {
+    parts.version = http::Version::HTTP_11;
+    if let Some(authority) = parts.uri.authority()
+        && !parts.headers.contains_key(header::HOST)
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, host);
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_string();
+    if let Ok(uri) = path.parse::<Uri>() {
         parts.uri = uri;
     }
 }

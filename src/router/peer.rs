@@ -1,0 +1,143 @@
+//! Negotiated upgrades between Plexus peers: HTTP/1.1 carried over HTTP/2.
+//!
+//! When a client may upgrade (`peerUpgrades: [h2]`), its first request to an endpoint
+//! goes out as the application sent it, plus the offer `l5d-peer-upgrade: h2`. A Plexus
+//! router accepts HTTP/1.1 and HTTP/2 (prior knowledge) on the same port, so it strips
+//! the offer and answers `l5d-peer-upgrade: h2`. From then on this worker sends that
+//! endpoint's requests as streams of one HTTP/2 connection, and the peer turns them
+//! back into HTTP/1.1 for the application (Host, bodies, trailers intact). Anything
+//! else, an application or another proxy, ignores the offer, the answer lacks the
+//! header, and the endpoint is remembered as plain HTTP/1.1 for
+//! [`PLAIN_RECHECK`] before being offered again. `Upgrade` and `CONNECT` requests always
+//! stay HTTP/1.1 end to end. If an HTTP/2 connection to a peer cannot be made, the
+//! endpoint goes back to unknown and the next request negotiates again.
+//!
+//! What a worker learns is published in one shared table, which other workers consult
+//! the first time they meet the endpoint (then they keep their own copy, so requests
+//! take no lock), and which `/client_state.json` shows.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long an endpoint that did not take the offer is left alone.
+pub const PLAIN_RECHECK: Duration = Duration::from_secs(300);
+
+/// What is known about an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// Never asked (or asked again after a failure): offer the upgrade.
+    Unknown,
+    /// Did not take the offer; plain HTTP/1.1 until then.
+    Plain {
+        /// When to offer again.
+        until: Instant,
+    },
+    /// A Plexus peer accepting HTTP/2.
+    H2,
+}
+
+impl PeerState {
+    fn label(self) -> &'static str {
+        match self {
+            PeerState::Unknown => "unknown",
+            PeerState::Plain { .. } => "http/1.1",
+            PeerState::H2 => "h2",
+        }
+    }
+}
+
+thread_local! {
+    static KNOWN: RefCell<HashMap<SocketAddr, PeerState>> = RefCell::new(HashMap::new());
+}
+
+fn shared() -> &'static Mutex<HashMap<SocketAddr, PeerState>> {
+    static SHARED: OnceLock<Mutex<HashMap<SocketAddr, PeerState>>> = OnceLock::new();
+    SHARED.get_or_init(Mutex::default)
+}
+
+/// What this worker knows about `addr` now (an expired `Plain` is `Unknown`).
+pub fn state(addr: SocketAddr, now: Instant) -> PeerState {
+    let local = KNOWN.with(|k| k.borrow().get(&addr).copied());
+    let known = match local {
+        Some(s) => s,
+        None => {
+            // First meeting on this worker: start from what another worker learned.
+            let learned = shared()
+                .lock()
+                .ok()
+                .and_then(|s| s.get(&addr).copied())
+                .unwrap_or(PeerState::Unknown);
+            KNOWN.with(|k| k.borrow_mut().insert(addr, learned));
+            learned
+        }
+    };
+    match known {
+        PeerState::Plain { until } if now >= until => PeerState::Unknown,
+        s => s,
+    }
+}
+
+/// Records what an exchange with `addr` showed.
+pub fn learn(addr: SocketAddr, state: PeerState) {
+    let changed = KNOWN.with(|k| k.borrow_mut().insert(addr, state) != Some(state));
+    if changed {
+        tracing::debug!(endpoint = %addr, protocol = state.label(), "peer protocol");
+        if let Ok(mut s) = shared().lock() {
+            s.insert(addr, state);
+        }
+    }
+}
+
+/// The protocol last negotiated with `addr` by any worker, for the admin view.
+pub fn negotiated(addr: SocketAddr) -> Option<&'static str> {
+    Some(shared().lock().ok()?.get(&addr)?.label())
+}
+
+/// Whether a response answers the offer with `h2`.
+pub fn accepted_h2(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(plexus_http::headers::L5D_PEER_UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("h2"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_endpoints_are_offered_again_after_the_recheck_time() {
+        let addr: SocketAddr = "127.0.9.9:1".parse().unwrap();
+        let now = Instant::now();
+        assert_eq!(state(addr, now), PeerState::Unknown);
+        learn(
+            addr,
+            PeerState::Plain {
+                until: now + PLAIN_RECHECK,
+            },
+        );
+        assert_eq!(
+            state(addr, now),
+            PeerState::Plain {
+                until: now + PLAIN_RECHECK
+            }
+        );
+        assert_eq!(state(addr, now + PLAIN_RECHECK), PeerState::Unknown);
+        learn(addr, PeerState::H2);
+        assert_eq!(state(addr, now), PeerState::H2);
+        assert_eq!(negotiated(addr), Some("h2"));
+    }
+
+    #[test]
+    fn the_answer_is_read_from_any_value() {
+        let mut h = http::HeaderMap::new();
+        assert!(!accepted_h2(&h));
+        h.append("l5d-peer-upgrade", "tls, H2".parse().unwrap());
+        assert!(accepted_h2(&h));
+    }
+}
