@@ -44,7 +44,6 @@ fn the_daemonset_tutorial_config_names_what_is_missing() {
             "namers[0]: namer kind io.l5d.k8s is not supported yet",
             "routers[0] (outgoing).interpreter.transformers[0]: transformer kind io.l5d.k8s.daemonset is not supported yet",
             "routers[1] (incoming).interpreter.transformers[0]: transformer kind io.l5d.k8s.localnode is not supported yet",
-            "telemetry[1]: telemeter kind io.l5d.recentRequests is not supported yet",
         ]
     );
     let Router::Http(outgoing) = &config.routers[0] else {
