@@ -8,10 +8,17 @@
 //! `true`/`false` for the decision) and strict about what cannot be an id; writing is
 //! always the canonical lower-hex form.
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use plexus_http::headers as h;
 
 use super::context::{ContextError, Propagated, SpanContext, TraceIds};
+
+const X_B3_TRACEID: HeaderName = HeaderName::from_static(h::X_B3_TRACEID);
+const X_B3_SPANID: HeaderName = HeaderName::from_static(h::X_B3_SPANID);
+const X_B3_PARENTSPANID: HeaderName = HeaderName::from_static(h::X_B3_PARENTSPANID);
+const X_B3_SAMPLED: HeaderName = HeaderName::from_static(h::X_B3_SAMPLED);
+const X_B3_FLAGS: HeaderName = HeaderName::from_static(h::X_B3_FLAGS);
+const B3: HeaderName = HeaderName::from_static(h::B3);
 
 fn bad(header: &'static str, why: &'static str) -> ContextError {
     ContextError::B3 { header, why }
@@ -169,24 +176,37 @@ pub fn write(ctx: &SpanContext, headers: &mut HeaderMap) {
     } else {
         HeaderValue::from_str(&ids.trace_id_hex()).unwrap_or_else(|_| hex(ids.trace_id))
     };
-    headers.insert(h::X_B3_TRACEID, trace);
-    headers.insert(h::X_B3_SPANID, hex(ids.span_id));
+    headers.insert(X_B3_TRACEID, trace);
+    headers.insert(X_B3_SPANID, hex(ids.span_id));
     match ids.parent_id {
-        Some(p) => headers.insert(h::X_B3_PARENTSPANID, hex(p)),
-        None => headers.remove(h::X_B3_PARENTSPANID),
+        Some(p) => headers.insert(X_B3_PARENTSPANID, hex(p)),
+        None => headers.remove(X_B3_PARENTSPANID),
     };
     if ctx.debug {
         // Debug implies sampled; B3 says not to send both.
-        headers.insert(h::X_B3_FLAGS, HeaderValue::from_static("1"));
-        headers.remove(h::X_B3_SAMPLED);
+        headers.insert(X_B3_FLAGS, HeaderValue::from_static("1"));
+        headers.remove(X_B3_SAMPLED);
     } else {
-        headers.remove(h::X_B3_FLAGS);
+        headers.remove(X_B3_FLAGS);
         headers.insert(
-            h::X_B3_SAMPLED,
+            X_B3_SAMPLED,
             HeaderValue::from_static(if ctx.sampled { "1" } else { "0" }),
         );
     }
-    headers.remove(h::B3);
+    headers.remove(B3);
+}
+
+/// Removes the `x-b3-*` headers.
+pub fn remove_multi(headers: &mut HeaderMap) {
+    for name in [
+        X_B3_TRACEID,
+        X_B3_SPANID,
+        X_B3_PARENTSPANID,
+        X_B3_SAMPLED,
+        X_B3_FLAGS,
+    ] {
+        headers.remove(name);
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use http::HeaderValue;
 
 use super::context::{ContextError, Propagated, SpanContext, TraceIds};
 
@@ -72,9 +73,41 @@ pub fn deserialize(bytes: &[u8]) -> Result<Propagated, ContextError> {
     })
 }
 
-/// The header value for a span context.
+/// The header value for a span context, as text.
 pub fn encode(ctx: &SpanContext) -> String {
     BASE64.encode(serialize(ctx))
+}
+
+/// The header value for a span context, encoded on the stack (one allocation: the
+/// value's own).
+pub fn header_value(ctx: &SpanContext) -> HeaderValue {
+    let ids = &ctx.ids;
+    let mut flags = FLAG_SAMPLING_KNOWN;
+    if ctx.sampled {
+        flags |= FLAG_SAMPLED;
+    }
+    if ctx.debug {
+        flags |= FLAG_DEBUG;
+    }
+    let mut raw = [0u8; 40];
+    let words = [
+        ids.span_id,
+        ids.parent_id.unwrap_or(ids.span_id),
+        ids.trace_id,
+        flags,
+        ids.trace_id_high,
+    ];
+    for (chunk, w) in raw.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.to_be_bytes());
+    }
+    let len = if ids.trace_id_high == 0 { 32 } else { 40 };
+    let mut text = [0u8; 56];
+    match BASE64.encode_slice(&raw[..len], &mut text) {
+        Ok(n) => {
+            HeaderValue::from_bytes(&text[..n]).unwrap_or_else(|_| HeaderValue::from_static(""))
+        }
+        Err(_) => HeaderValue::from_static(""),
+    }
 }
 
 /// Reads a header value.
@@ -161,6 +194,7 @@ mod tests {
             (5, None, false, true),
         ] {
             let c = ctx(high, parent, sampled, debug);
+            assert_eq!(header_value(&c), encode(&c).as_str());
             let p = decode(encode(&c).as_bytes()).unwrap();
             assert_eq!(p.ids, Some(c.ids));
             assert_eq!(p.sampled, Some(sampled));

@@ -9,23 +9,16 @@
 //! `l5d-sample` overrides the sample rate for the request. All of these are removed from
 //! the request; [`inject`] writes the forwarded request's own.
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 use plexus_http::headers as h;
 
 use super::context::{ContextError, Propagated, SpanContext, parse_sample_rate};
 use super::{b3, l5d};
 
-/// The trace headers Plexus reads and rewrites.
-const TRACE_HEADERS: [&str; 8] = [
-    h::L5D_CTX_TRACE,
-    h::L5D_SAMPLE,
-    h::B3,
-    h::X_B3_TRACEID,
-    h::X_B3_SPANID,
-    h::X_B3_PARENTSPANID,
-    h::X_B3_SAMPLED,
-    h::X_B3_FLAGS,
-];
+const L5D_CTX_TRACE: HeaderName = HeaderName::from_static(h::L5D_CTX_TRACE);
+const L5D_SAMPLE: HeaderName = HeaderName::from_static(h::L5D_SAMPLE);
+const L5D_REQID: HeaderName = HeaderName::from_static(h::L5D_REQID);
+const B3: HeaderName = HeaderName::from_static(h::B3);
 
 /// What a request carried: the caller's context and the `l5d-sample` rate.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -41,28 +34,74 @@ fn ignore<T>(header: &str, r: Result<T, ContextError>) -> Option<T> {
         .ok()
 }
 
+/// Which trace headers a request has, found in one pass over its headers (cheaper than
+/// looking up each of the eight names, and most requests have few headers).
+#[derive(Default)]
+struct Present {
+    l5d: bool,
+    sample: bool,
+    single: bool,
+    multi: bool,
+}
+
+impl Present {
+    fn scan(headers: &HeaderMap) -> Present {
+        let mut p = Present::default();
+        for name in headers.keys() {
+            match name.as_str() {
+                h::L5D_CTX_TRACE => p.l5d = true,
+                h::L5D_SAMPLE => p.sample = true,
+                h::B3 => p.single = true,
+                n if n.starts_with("x-b3-") => p.multi = true,
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
 /// Reads the trace headers (only when `trust`: edge servers with `clearContext` start
 /// new traces) and removes them all.
 pub fn extract(headers: &mut HeaderMap, trust: bool) -> Extracted {
     let mut out = Extracted::default();
+    let present = Present::scan(headers);
     if trust {
-        let single = headers
-            .get(h::B3)
+        let single = present
+            .single
+            .then(|| headers.get(B3))
+            .flatten()
             .and_then(|v| ignore(h::B3, b3::decode_single(v.as_bytes())));
-        let multi = ignore("x-b3-*", b3::decode_multi(headers)).flatten();
-        let l5d = headers
-            .get(h::L5D_CTX_TRACE)
+        let multi = if present.multi {
+            ignore("x-b3-*", b3::decode_multi(headers)).flatten()
+        } else {
+            None
+        };
+        let l5d = present
+            .l5d
+            .then(|| headers.get(L5D_CTX_TRACE))
+            .flatten()
             .and_then(|v| ignore(h::L5D_CTX_TRACE, l5d::decode(v.as_bytes())));
         out.propagated = [single, multi, l5d]
             .into_iter()
             .flatten()
             .fold(Propagated::default(), Propagated::or);
-        out.sample_rate = headers
-            .get(h::L5D_SAMPLE)
+        out.sample_rate = present
+            .sample
+            .then(|| headers.get(L5D_SAMPLE))
+            .flatten()
             .and_then(|v| parse_sample_rate(v.as_bytes()));
     }
-    for name in TRACE_HEADERS {
-        headers.remove(name);
+    if present.l5d {
+        headers.remove(L5D_CTX_TRACE);
+    }
+    if present.sample {
+        headers.remove(L5D_SAMPLE);
+    }
+    if present.single {
+        headers.remove(B3);
+    }
+    if present.multi {
+        b3::remove_multi(headers);
     }
     out
 }
@@ -71,18 +110,16 @@ pub fn extract(headers: &mut HeaderMap, trust: bool) -> Extracted {
 /// headers (Zipkin-instrumented applications), and `l5d-reqid` (the low 64 bits of the
 /// trace id, as Linkerd's default propagator writes it).
 pub fn inject(ctx: &SpanContext, headers: &mut HeaderMap) {
-    if let Ok(v) = HeaderValue::from_str(&l5d::encode(ctx)) {
-        headers.insert(h::L5D_CTX_TRACE, v);
-    }
+    headers.insert(L5D_CTX_TRACE, l5d::header_value(ctx));
     b3::write(ctx, headers);
-    // Linkerd's request id is the (low 64 bits of the) trace id: 16 hex digits.
-    headers.insert(h::L5D_REQID, b3::hex(ctx.ids.trace_id));
+    headers.insert(L5D_REQID, b3::hex(ctx.ids.trace_id));
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::context::TraceIds;
     use super::*;
+    use http::header::HeaderValue;
 
     fn ctx(trace: u64, span: u64, sampled: bool) -> SpanContext {
         SpanContext {
