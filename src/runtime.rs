@@ -6,6 +6,7 @@
 //! ├── discovery: one watch actor per namer (supervised, restarted on failure)
 //! ├── per router: one ServerActor per server ── HttpConnection actors on the workers
 //! ├── worker arbiters (one per core): connections, pools and binding caches
+//! ├── Zipkin exporter (with io.l5d.zipkin): batches and sends spans
 //! └── admin server
 //! ```
 //! Shutdown (SIGTERM, SIGINT or `POST /admin/shutdown`) stops accepting, lets open
@@ -30,7 +31,8 @@ use crate::discovery::transformers::{self, TransformingNamer};
 use crate::naming::{Namer, Namers, Path, SystemNamer};
 use crate::router::Router;
 use crate::server::{Drain, ServerActor, StopAccepting, Workers};
-use crate::telemetry::Registry;
+use crate::telemetry::trace::{ExportSettings, Exporter, Tracer};
+use crate::telemetry::{RecentRequests, Registry, RequestTelemetry};
 
 /// Why Plexus could not start.
 #[derive(Debug, thiserror::Error)]
@@ -186,12 +188,13 @@ fn namers(
     Ok((namers, handles, k8s))
 }
 
-/// The routers of a configuration, sharing `namers`.
+/// The routers of a configuration, sharing `namers` and reporting to `telemetry`.
 fn routers(
     config: &Config,
     namers: &Namers,
     epoch: &Epoch,
     k8s: &mut Backends,
+    telemetry: &RequestTelemetry,
 ) -> Result<Vec<Arc<Router>>, StartError> {
     let mut routers = Vec::new();
     for router in &config.routers {
@@ -213,6 +216,7 @@ fn routers(
             namers.clone(),
             epoch.clone(),
             own,
+            telemetry.clone(),
         ));
     }
     Ok(routers)
@@ -224,7 +228,44 @@ fn routers(
 pub fn offline_routers(config: &Config) -> Result<Vec<Arc<Router>>, StartError> {
     let epoch = Epoch::new();
     let (namers, _, mut k8s) = namers(config, &epoch, Watching::ScanOnce)?;
-    routers(config, &namers, &epoch, &mut k8s)
+    routers(
+        config,
+        &namers,
+        &epoch,
+        &mut k8s,
+        &RequestTelemetry::default(),
+    )
+}
+
+/// The tracing telemeters of a configuration, and the Zipkin exporter to run if there
+/// is one. Call after the metrics recorder is installed (it registers counters).
+fn request_telemetry(config: &Config) -> (RequestTelemetry, Option<Exporter>) {
+    let recent = config
+        .recent_requests()
+        .map(|r| Arc::new(RecentRequests::new(r.sample_rate, r.capacity())));
+    let Some(z) = config.zipkin() else {
+        return (
+            RequestTelemetry {
+                tracer: None,
+                recent,
+            },
+            None,
+        );
+    };
+    if z.port() == 9410 {
+        tracing::warn!(
+            "io.l5d.zipkin port 9410 is Zipkin's Scribe port; Plexus sends Zipkin v2 JSON over HTTP (POST /api/v2/spans, usually port 9411)"
+        );
+    }
+    let (tracer, exporter) = Tracer::new(z.sample_rate(), ExportSettings::new(z.host(), z.port()));
+    tracing::info!(collector = %format!("{}:{}", z.host(), z.port()), sample_rate = z.sample_rate(), "sending spans to Zipkin");
+    (
+        RequestTelemetry {
+            tracer: Some(tracer),
+            recent,
+        },
+        Some(exporter),
+    )
 }
 
 /// What the admin server shows of a namer.
@@ -291,7 +332,8 @@ pub async fn run(
         tracing::warn!("a metrics recorder was already installed; metrics endpoints will be empty");
     }
     let (namers, unstarted, mut k8s) = namers(&config, &epoch, Watching::Actors)?;
-    let routers = routers(&config, &namers, &epoch, &mut k8s)?;
+    let (telemetry, exporter) = request_telemetry(&config);
+    let routers = routers(&config, &namers, &epoch, &mut k8s, &telemetry)?;
 
     // Bind everything before starting anything, so a taken port fails fast and clearly.
     let admin_addr = SocketAddr::new(
@@ -341,7 +383,14 @@ pub async fn run(
         registry,
         namer_handles,
         prometheus,
-    );
+    )
+    .with_recent_requests(telemetry.recent.clone());
+    let (stop_exporter, exporter_stopped) = tokio::sync::oneshot::channel::<()>();
+    let exporter = exporter.map(|e| {
+        actix_rt::spawn(e.run(async move {
+            let _ = exporter_stopped.await;
+        }))
+    });
     tracing::info!(addr = %admin_addr, "admin server");
     let admin_task = actix_rt::spawn(admin::serve(admin_listener, admin));
     let evictor = actix_rt::spawn(evict_idle(routers.clone(), registry_handle));
@@ -365,6 +414,15 @@ pub async fn run(
             open = drain.active(),
             "grace period over; closing remaining connections"
         );
+    }
+    // The spans of the last requests are queued by now: send them, within a bound.
+    let _ = stop_exporter.send(());
+    if let Some(task) = exporter
+        && tokio::time::timeout(Duration::from_secs(6), task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("gave up sending the last spans to Zipkin");
     }
     admin_task.abort();
     evictor.abort();

@@ -331,6 +331,15 @@ pub(crate) fn start_plexus(
     dir: &Path,
 ) -> anyhow::Result<Proc> {
     let admin = free_port()?;
+    // PLEXUS_BENCH_ZIPKIN=<rate>: trace at that sample rate, to a collector that is not
+    // there (sampled spans are dropped), to measure what tracing costs a request.
+    let telemetry = match std::env::var("PLEXUS_BENCH_ZIPKIN") {
+        Ok(rate) => format!(
+            "telemetry:\n- kind: io.l5d.zipkin\n  host: 127.0.0.1\n  port: {}\n  sampleRate: {rate}\n",
+            free_port()?
+        ),
+        Err(_) => String::new(),
+    };
     let config = format!(
         "admin: {{ip: 127.0.0.1, port: {admin}}}\n\
          routers:\n\
@@ -339,7 +348,8 @@ pub(crate) fn start_plexus(
          \x20 dtab: /svc => /$/inet/127.0.0.1/{backend};\n\
          \x20 servers:\n\
          \x20 - ip: 127.0.0.1\n\
-         \x20   port: {port}\n"
+         \x20   port: {port}\n\
+         {telemetry}"
     );
     let path = dir.join("plexus.yaml");
     std::fs::write(&path, config)?;

@@ -30,7 +30,7 @@ pub use logging::{LogControl, init_logging};
 use crate::naming::{DelegateError, Dtab, Path, transform_explanation};
 use crate::router::Router;
 use crate::runtime::{NamerHandle, Shutdown};
-use crate::telemetry::Registry;
+use crate::telemetry::{RecentRequests, Registry};
 
 /// What the admin endpoints read.
 pub struct AdminState {
@@ -41,6 +41,7 @@ pub struct AdminState {
     namers: Vec<NamerHandle>,
     prometheus_path: String,
     prometheus_prefix: String,
+    recent: Option<Arc<RecentRequests>>,
 }
 
 /// Where Prometheus text is served unless `io.l5d.prometheus` says otherwise.
@@ -66,7 +67,14 @@ impl AdminState {
             namers,
             prometheus_path: path.unwrap_or_else(|| PROMETHEUS_PATH.to_string()),
             prometheus_prefix: prefix,
+            recent: None,
         }
+    }
+
+    /// Serves `/requests.json` from the `io.l5d.recentRequests` table, if configured.
+    pub fn with_recent_requests(mut self, recent: Option<Arc<RecentRequests>>) -> Self {
+        self.recent = recent;
+        self
     }
 }
 
@@ -90,6 +98,10 @@ const ENDPOINTS: &[(&str, &str)] = &[
         "what each file namer currently reads",
     ),
     ("/config.json", "the configuration, as JSON"),
+    (
+        "/requests.json",
+        "recently sampled requests, newest first (io.l5d.recentRequests)",
+    ),
     (
         "/delegator.json",
         "explain a path: ?namespace=<router>&path=<path>[&dtab=<dtab>] (GET or POST JSON)",
@@ -188,6 +200,13 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
         ),
         (Method::GET, p) if p.starts_with("/namer_state/") => namer_state(state, p),
         (Method::GET, "/config.json") => json_response(StatusCode::OK, &state.config),
+        (Method::GET, "/requests.json") => match &state.recent {
+            Some(recent) => json_response(StatusCode::OK, &recent.to_json()),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "the io.l5d.recentRequests telemeter is not configured\n",
+            ),
+        },
         (Method::GET | Method::POST, "/delegator.json") => delegator(state, req).await,
         (Method::GET, "/client_state.json") => client_state(state),
         (Method::GET | Method::POST, "/logging.json") => logging::handle(&req),

@@ -10,6 +10,7 @@ mod matcher;
 mod namer;
 mod router;
 mod stack;
+mod telemeter;
 mod value;
 
 use std::net::IpAddr;
@@ -28,6 +29,10 @@ pub use router::{
 };
 pub use stack::{
     Backoff, Budget, ClientConfig, FailureAccrual, LoadBalancer, ServiceConfig, StackKind,
+};
+pub use telemeter::{
+    DEFAULT_RECENT_CAPACITY, DEFAULT_ZIPKIN_PORT, DEFAULT_ZIPKIN_SAMPLE_RATE, MAX_RECENT_CAPACITY,
+    RecentRequestsTelemeter, ZipkinTelemeter,
 };
 use value::NotYet;
 
@@ -100,12 +105,12 @@ pub enum Telemeter {
     /// Prometheus text on the admin server.
     #[serde(rename = "io.l5d.prometheus")]
     Prometheus(PrometheusTelemeter),
-    /// Recent requests table: not implemented yet.
+    /// The recent requests table (`/requests.json` on the admin server).
     #[serde(rename = "io.l5d.recentRequests")]
-    RecentRequests(serde::de::IgnoredAny),
-    /// Zipkin tracing: not implemented yet.
+    RecentRequests(RecentRequestsTelemeter),
+    /// Zipkin tracing: spans as Zipkin v2 JSON over HTTP.
     #[serde(rename = "io.l5d.zipkin")]
-    Zipkin(serde::de::IgnoredAny),
+    Zipkin(ZipkinTelemeter),
     /// Trace logging: not implemented yet.
     #[serde(rename = "io.l5d.tracelog")]
     TraceLog(serde::de::IgnoredAny),
@@ -216,11 +221,38 @@ impl Config {
             v.http_router(&at, r, version, &mut sockets);
         }
         for (i, t) in self.telemetry.iter().enumerate() {
-            if !matches!(t, Telemeter::Prometheus(_)) {
-                v.kind(&format!("telemetry[{i}]"), "telemeter", t.kind());
+            let at = format!("telemetry[{i}] ({})", t.kind());
+            let problems = match t {
+                Telemeter::Prometheus(_) => continue,
+                Telemeter::Zipkin(z) => z.problems(&at),
+                Telemeter::RecentRequests(r) => r.problems(&at),
+                _ => {
+                    v.kind(&format!("telemetry[{i}]"), "telemeter", t.kind());
+                    continue;
+                }
+            };
+            problems.into_iter().for_each(|p| v.problem(p));
+            if self.telemetry[..i].iter().any(|u| u.kind() == t.kind()) {
+                v.problem(format!("{at}: only one {} telemeter is allowed", t.kind()));
             }
         }
         v.problems
+    }
+
+    /// The `io.l5d.zipkin` telemeter, if configured.
+    pub fn zipkin(&self) -> Option<&ZipkinTelemeter> {
+        self.telemetry.iter().find_map(|t| match t {
+            Telemeter::Zipkin(z) => Some(z),
+            _ => None,
+        })
+    }
+
+    /// The `io.l5d.recentRequests` telemeter, if configured.
+    pub fn recent_requests(&self) -> Option<&RecentRequestsTelemeter> {
+        self.telemetry.iter().find_map(|t| match t {
+            Telemeter::RecentRequests(r) => Some(r),
+            _ => None,
+        })
     }
 
     fn admin_problems(&self, v: &mut Validation) {

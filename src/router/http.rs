@@ -36,6 +36,7 @@ use super::route::RouteHandle;
 use super::stats::{InFlight, Scope, ScopeStats};
 use super::{Router, ServerSpec, choose, identify};
 use crate::naming::{self, Addr, Bound, Dtab, NameTree, Path};
+use crate::telemetry::{AttemptOutcome, Observation};
 
 /// A router as one worker thread sees it: the shared configuration plus this worker's
 /// binding cache and metric handles.
@@ -253,22 +254,34 @@ pub async fn handle(
     worker: Rc<Worker>,
     server: Rc<ServerSpec>,
     conn: Rc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let router = &worker.router;
     let stats = worker.server_stats(server.addr);
     let inflight = stats.start();
-    let mut req = req;
     // A Plexus peer offering to upgrade: HTTP/1.1 routers also take HTTP/2 on this
     // port, so say yes (edges, which clear context, never advertise).
     let offered = req.headers_mut().remove(h::L5D_PEER_UPGRADE).is_some()
         && router.version == crate::config::HttpVersion::Http1
         && !server.clear_context;
-    let (mut rsp, failure) = match route(&worker, &server, &conn, req).await {
-        Ok(rsp) => (rsp, None),
+    let obs = Observation::start(
+        &router.telemetry,
+        &router.label,
+        !server.clear_context,
+        conn.peer,
+        conn.local,
+        &mut req,
+    );
+    let (mut rsp, failure) = match route(&worker, &server, &conn, &obs, req).await {
+        Ok(rsp) => {
+            obs.finish(rsp.status().as_u16(), None);
+            (rsp, None)
+        }
         Err(e) => {
             tracing::debug!(router = %router.label, error = %e, "request failed");
-            (error_response(router, &e), Some(e.metric_label()))
+            let rsp = error_response(router, &e);
+            obs.finish(rsp.status().as_u16(), Some(&e));
+            (rsp, Some(e.metric_label()))
         }
     };
     inflight.finish(Some(rsp.status().as_u16()), failure);
@@ -302,6 +315,7 @@ async fn route(
     worker: &Worker,
     server: &ServerSpec,
     conn: &ConnInfo,
+    obs: &Observation<'_>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let router = &worker.router;
@@ -332,6 +346,7 @@ async fn route(
     }
 
     let service = worker.service(&dst);
+    obs.service(&service.dst_header);
     // The request's deadline: the strictest of the one it carries and the total timeout.
     let inbound = deadline::parse(
         parts
@@ -347,7 +362,7 @@ async fn route(
     let result = match deadline.map(|d| d.remaining(now)) {
         None => {
             dispatch(
-                worker, server, conn, &service, &dst, &local, None, parts, body,
+                worker, server, conn, obs, &service, &dst, &local, None, parts, body,
             )
             .await
         }
@@ -357,7 +372,7 @@ async fn route(
         )),
         Some(Some(left)) => {
             let attempt = dispatch(
-                worker, server, conn, &service, &dst, &local, deadline, parts, body,
+                worker, server, conn, obs, &service, &dst, &local, deadline, parts, body,
             );
             match tokio::time::timeout(left, attempt).await {
                 Ok(r) => r,
@@ -420,6 +435,7 @@ async fn dispatch(
     worker: &Worker,
     server: &ServerSpec,
     conn: &ConnInfo,
+    obs: &Observation<'_>,
     service: &ServiceEntry,
     dst: &Path,
     local: &Dtab,
@@ -456,6 +472,7 @@ async fn dispatch(
     }
     parts.headers.remove(header::EXPECT);
     let client = worker.client(&bound.id);
+    obs.client(&client.id_header);
     set_dst_headers(
         &mut parts.headers,
         &service.dst_header,
@@ -463,7 +480,9 @@ async fn dispatch(
         &bound.residual,
         local,
     );
-    if !parts.headers.contains_key(h::L5D_REQID)
+    // With tracing on, each attempt carries the trace id as its request id instead.
+    if !router.telemetry.propagates()
+        && !parts.headers.contains_key(h::L5D_REQID)
         && let Ok(v) = HeaderValue::from_str(&choose::random_id())
     {
         parts.headers.insert(h::L5D_REQID, v);
@@ -528,7 +547,7 @@ async fn dispatch(
             ));
         };
         let attempt = Request::from_parts(head, body);
-        let result = forward(worker, &client, &bound.addr, attempt, none, &|r| {
+        let result = forward(worker, obs, &client, &bound.addr, attempt, none, &|r| {
             classify(r).is_success()
         })
         .await;
@@ -651,6 +670,7 @@ impl Replay {
 /// that never reached an endpoint while the requeue budget allows.
 async fn forward(
     worker: &Worker,
+    obs: &Observation<'_>,
     client: &ClientEntry,
     addr: &Addr,
     req: Request<ProxyBody>,
@@ -682,6 +702,7 @@ async fn forward(
             pending: Some(client.balancer.borrow_mut().start(endpoint, now)),
         };
         let inflight = client.stats.start();
+        let attempt = obs.attempt(endpoint, req.headers_mut());
         let sent = client::send(
             endpoint,
             req,
@@ -717,6 +738,10 @@ async fn forward(
                     .route
                     .outcome(endpoint, success, &mut client.reported.borrow_mut());
                 inflight.finish_classified(rsp.status().as_u16(), success);
+                attempt.finish(AttemptOutcome::Response {
+                    status: rsp.status().as_u16(),
+                    success,
+                });
                 return Ok(rsp);
             }
             Err(SendError { error, unsent }) => {
@@ -725,6 +750,7 @@ async fn forward(
                     .route
                     .outcome(endpoint, false, &mut client.reported.borrow_mut());
                 inflight.finish(None, Some(error.metric_label()));
+                attempt.finish(AttemptOutcome::Failed(&error));
                 let Some(unsent) = unsent else {
                     return Err(error);
                 };

@@ -139,6 +139,8 @@ pub struct Router {
     pub routes: route::Routes,
     /// The `service:` blocks, to find each service's policy.
     pub service_blocks: policy::ServiceBlocks,
+    /// The telemeters requests are reported to (tracing, recent requests).
+    pub telemetry: crate::telemetry::RequestTelemetry,
 }
 
 /// The bound clients of a router and their current addresses. Written when a binding is
@@ -266,13 +268,14 @@ fn default_token_header(version: config::HttpVersion) -> &'static str {
 
 impl Router {
     /// Builds a router from its (validated) configuration; `transformers` are its
-    /// interpreter's, already built.
+    /// interpreter's, already built; `telemetry` receives its requests.
     pub fn from_config(
         cfg: &HttpRouter,
         version: config::HttpVersion,
         namers: Namers,
         epoch: Epoch,
         transformers: Vec<Arc<dyn crate::naming::Transformer>>,
+        telemetry: crate::telemetry::RequestTelemetry,
     ) -> Arc<Router> {
         let identifiers: Vec<_> = match &cfg.identifier {
             None => vec![plexus_http::Identifier::HeaderToken {
@@ -337,6 +340,7 @@ impl Router {
             client_blocks: policy::ClientBlocks::new(cfg.client.as_ref()),
             routes: route::Routes::new(),
             service_blocks: policy::ServiceBlocks::new(cfg.service.as_ref()),
+            telemetry,
         })
     }
 }

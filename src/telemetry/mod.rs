@@ -23,14 +23,23 @@
 //!
 //! Files: `names` (name and label mapping), `histogram` (buckets and windows), `registry`
 //! (the recorder and its series), `json` and `prometheus` (the two exporters).
+//!
+//! Requests are also reported, one by one, to the tracing telemeters: `trace` (Zipkin
+//! spans and trace context propagation, `io.l5d.zipkin`) and `recent` (the
+//! `io.l5d.recentRequests` table), through the hooks of `observe`.
 
 mod histogram;
 mod json;
 mod names;
+mod observe;
 mod prometheus;
+pub mod recent;
 mod registry;
+pub mod trace;
 
 pub use names::linkerd_name;
+pub use observe::{Attempt, AttemptOutcome, Observation, RequestTelemetry};
+pub use recent::{RecentRequest, RecentRequests};
 pub use registry::{NotFound, Registry};
 
 #[cfg(test)]

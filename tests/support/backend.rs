@@ -44,8 +44,14 @@ fn full(s: impl Into<Bytes>) -> Body {
 
 /// Starts a backend on 127.0.0.1 (a free port) and returns once it listens.
 pub fn start() -> Backend {
+    start_on(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// Starts a backend on `ip` (a loopback address such as 127.0.2.10 for a pod of host 2),
+/// on a free port, and returns once it listens.
+pub fn start_on(ip: std::net::IpAddr) -> Backend {
     let control = Arc::new(Control::default());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listener = std::net::TcpListener::bind((ip, 0)).expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
     let c = control.clone();

@@ -14,6 +14,18 @@ pub const L5D_CTX_DEADLINE: &str = "l5d-ctx-deadline";
 pub const L5D_CTX_TRACE: &str = "l5d-ctx-trace";
 /// A per-request sample rate.
 pub const L5D_SAMPLE: &str = "l5d-sample";
+/// B3 multi-header propagation: the trace id (16 or 32 lower-hex digits).
+pub const X_B3_TRACEID: &str = "x-b3-traceid";
+/// B3: the span id of the caller's span (16 lower-hex digits).
+pub const X_B3_SPANID: &str = "x-b3-spanid";
+/// B3: the parent of that span (absent on a root span).
+pub const X_B3_PARENTSPANID: &str = "x-b3-parentspanid";
+/// B3: the sampling decision, `1` or `0`.
+pub const X_B3_SAMPLED: &str = "x-b3-sampled";
+/// B3: `1` for a debug trace (always sampled).
+pub const X_B3_FLAGS: &str = "x-b3-flags";
+/// B3 single-header propagation: `{traceid}-{spanid}[-{sampled}[-{parentspanid}]]`.
+pub const B3: &str = "b3";
 /// The logical name a request was routed by (set on forwarded requests).
 pub const L5D_DST_SERVICE: &str = "l5d-dst-service";
 /// The bound client id a request was sent to (set on forwarded requests).
