@@ -1,5 +1,6 @@
 //! Go-style durations (`500ms`, `1.5s`, `2m30s`, `0`), as accepted by the
-//! `-latency` flag and the `/setLatency` control endpoint.
+//! `-latency` flag, the `/setLatency` control endpoint and the client's
+//! `-timeout` flag.
 //!
 //! The grammar follows Go's `time.ParseDuration`: an optional sign, then one
 //! or more decimal numbers each followed by a unit (`ns`, `us`, `µs`, `ms`,
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DurationError {
+pub struct DurationError {
     input: String,
     reason: &'static str,
 }
@@ -25,7 +26,7 @@ impl fmt::Display for DurationError {
 impl std::error::Error for DurationError {}
 
 /// Parses a Go duration such as `500ms` or `1.5s` into a [`Duration`].
-pub(crate) fn parse(input: &str) -> Result<Duration, DurationError> {
+pub fn parse(input: &str) -> Result<Duration, DurationError> {
     let err = |reason| DurationError {
         input: input.to_owned(),
         reason,

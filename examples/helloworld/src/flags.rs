@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::duration;
+use plexus_examples::duration;
 
 /// The longest latency a request may be delayed by; longer values are capped.
 pub(crate) const MAX_LATENCY: Duration = Duration::from_secs(10);
@@ -22,25 +22,26 @@ Usage of helloworld:
   -addr string
     \taddress to serve on, \":port\" for all interfaces or \"ip:port\" (default \":7777\")
   -failure-rate float
-    \tshare of requests, between 0 and 1, that answer 500
+    \tshare of requests, between 0 and 1, that fail (HTTP 500, gRPC UNAVAILABLE)
   -json
     \tanswer {\"api_result\":\"...\"} as JSON instead of plain text
   -latency duration
     \thow long each request waits before answering, e.g. 500ms or 1.5s (at most 10s)
   -protocol string
-    \tprotocol to serve: http (grpc is not supported by this build) (default \"http\")
+    \tprotocol to serve: http, or grpc (h2c, with the HTTP/1.1 control endpoints on the same port) (default \"http\")
   -target string
-    \tauthority (host or host:port) whose answer is appended to ours
+    \tauthority (host or host:port) whose answer is appended to ours; in grpc mode, where helloworld.World is called
   -text string
-    \ttext to answer with; the TARGET_WORLD environment variable overrides it (default \"Hello\")
+    \ttext to answer with; the TARGET_WORLD environment variable overrides it; in grpc mode
+    \t\"hello\" (any case) serves helloworld.Hello, anything else helloworld.World (default \"Hello\")
 ";
 
 /// The protocols `-protocol` can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
-    /// Plain HTTP/1.1 (the only protocol this build serves).
+    /// Plain HTTP/1.1.
     Http,
-    /// gRPC, which this build refuses at startup.
+    /// gRPC over HTTP/2 without TLS (h2c, prior knowledge).
     Grpc,
 }
 
@@ -55,7 +56,7 @@ pub(crate) struct Flags {
     pub(crate) target: Option<String>,
     /// How long each request waits before answering (already capped).
     pub(crate) latency: Duration,
-    /// The share of requests that answer 500.
+    /// The share of requests that fail.
     pub(crate) failure_rate: f64,
     /// Whether to answer JSON instead of plain text.
     pub(crate) json: bool,

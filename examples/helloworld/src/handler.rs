@@ -13,10 +13,10 @@ use http::header::{ALLOW, CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::duration;
 use crate::flags::parse_failure_rate;
 use crate::settings::Settings;
 use crate::upstream::Upstream;
+use plexus_examples::duration;
 
 /// The body type of every answer.
 pub(crate) type Body = Full<Bytes>;
@@ -39,20 +39,32 @@ pub(crate) async fn handle<B>(
     app: Arc<App>,
     request: Request<B>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(match request.uri().path() {
-        "/setLatency" => control(&request, "latency", |value| {
+    Ok(match control_endpoint(&app.settings, &request) {
+        Some(response) => response,
+        None => greet(&app, request.headers()).await,
+    })
+}
+
+/// Answers `/setLatency` and `/setFailureRate` (the gRPC mode serves them
+/// too); `None` for every other path.
+pub(crate) fn control_endpoint<B>(
+    settings: &Settings,
+    request: &Request<B>,
+) -> Option<Response<Body>> {
+    match request.uri().path() {
+        "/setLatency" => Some(control(request, "latency", |value| {
             let latency = duration::parse(value).map_err(|e| e.to_string())?;
-            app.settings.set_latency(latency);
+            settings.set_latency(latency);
             Ok(())
-        }),
-        "/setFailureRate" => control(&request, "failureRate", |value| {
+        })),
+        "/setFailureRate" => Some(control(request, "failureRate", |value| {
             let rate = parse_failure_rate(value)
                 .map_err(|reason| format!("invalid failure rate {value:?}: {reason}"))?;
-            app.settings.set_failure_rate(rate);
+            settings.set_failure_rate(rate);
             Ok(())
-        }),
-        _ => greet(&app, request.headers()).await,
-    })
+        })),
+        _ => None,
+    }
 }
 
 /// Handles a control endpoint: `POST` only, with one query parameter.
@@ -92,10 +104,7 @@ async fn greet(app: &App, headers: &HeaderMap) -> Response<Body> {
     if app.settings.should_fail() {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "helloworld: injected failure (failure rate {})\n",
-                app.settings.failure_rate()
-            ),
+            format!("{}\n", app.settings.injected_failure()),
         );
     }
 

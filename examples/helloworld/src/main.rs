@@ -1,5 +1,5 @@
-//! The `helloworld` demo service of the Plexus tutorials, an HTTP rewrite of
-//! the `buoyantio/helloworld` image used with Linkerd 1.x.
+//! The `helloworld` demo service of the Plexus tutorials, a rewrite of the
+//! `buoyantio/helloworld` image used with Linkerd 1.x.
 //!
 //! It answers every request with its text (`-text`, or `$TARGET_WORLD`),
 //! followed by ` (<$POD_IP>)` when set, then — if `-target` names another
@@ -7,10 +7,12 @@
 //! `world` through the mesh gives `Hello (10.0.1.5) world (10.0.2.7)!!`.
 //! Latency and failures can be injected with flags or at run time through
 //! `POST /setLatency?latency=<duration>` and
-//! `POST /setFailureRate?failureRate=<0..1>`.
+//! `POST /setFailureRate?failureRate=<0..1>`. It speaks HTTP/1.1 by default
+//! and gRPC with `-protocol grpc` (see the `grpc_server` module).
 
-mod duration;
 mod flags;
+mod grpc_server;
+mod grpc_upstream;
 mod handler;
 mod settings;
 mod upstream;
@@ -22,10 +24,11 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::flags::{FlagError, Flags, Protocol, USAGE};
+use crate::grpc_server::GrpcApp;
 use crate::handler::App;
 use crate::settings::Settings;
 use crate::upstream::{Proxy, Target, Upstream};
@@ -46,18 +49,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if flags.protocol == Protocol::Grpc {
-        eprintln!("grpc is not supported by this build yet");
-        return ExitCode::from(2);
-    }
-    let app = match build_app(&flags) {
-        Ok(app) => Arc::new(app),
-        Err(message) => {
-            eprintln!("helloworld: {message}");
-            return ExitCode::from(2);
-        }
-    };
-
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,7 +59,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(flags.addr, app)) {
+    let served = match flags.protocol {
+        Protocol::Http => match build_app(&flags) {
+            Ok(app) => runtime.block_on(serve_http(flags.addr, Arc::new(app))),
+            Err(message) => {
+                eprintln!("helloworld: {message}");
+                return ExitCode::from(2);
+            }
+        },
+        // The gRPC channel to the target needs the runtime to exist.
+        Protocol::Grpc => match runtime.block_on(async { build_grpc_app(&flags) }) {
+            Ok(app) => runtime.block_on(serve_grpc(flags.addr, Arc::new(app))),
+            Err(message) => {
+                eprintln!("helloworld: {message}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("helloworld: {message}");
@@ -77,14 +85,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads an environment variable, treating an empty value as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// The text before the ` (<POD_IP>)` suffix: `$TARGET_WORLD` or `-text`.
+fn base_text(flags: &Flags) -> String {
+    env("TARGET_WORLD").unwrap_or_else(|| flags.text.clone())
+}
+
+/// Appends ` (<POD_IP>)` when the variable is set.
+fn with_pod_ip(text: String) -> String {
+    match env("POD_IP") {
+        Some(ip) => format!("{text} ({ip})"),
+        None => text,
+    }
+}
+
 /// Applies the environment (`TARGET_WORLD`, `POD_IP`, `http_proxy`) to the
 /// flags.
 fn build_app(flags: &Flags) -> Result<App, String> {
-    let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let mut text = env("TARGET_WORLD").unwrap_or_else(|| flags.text.clone());
-    if let Some(ip) = env("POD_IP") {
-        text = format!("{text} ({ip})");
-    }
+    let text = with_pod_ip(base_text(flags));
     let upstream = match &flags.target {
         None => None,
         Some(target) => {
@@ -104,17 +126,30 @@ fn build_app(flags: &Flags) -> Result<App, String> {
     })
 }
 
-/// Serves until SIGTERM or SIGINT, then lets open connections finish for up
-/// to [`SHUTDOWN_GRACE`].
-async fn serve(addr: SocketAddr, app: Arc<App>) -> Result<(), String> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    eprintln!(
-        "helloworld listening on {bound} (text {:?}, target {:?}, latency {:?}, failure rate {}, json {})",
+/// Applies the environment (`TARGET_WORLD`, `POD_IP`) to the flags for the
+/// gRPC mode; must run inside the runtime.
+fn build_grpc_app(flags: &Flags) -> Result<GrpcApp, String> {
+    let base = base_text(flags);
+    let upstream = flags
+        .target
+        .as_deref()
+        .map(|target| {
+            grpc_upstream::WorldUpstream::new(target)
+                .map_err(|e| format!("-target {target:?}: {e}"))
+        })
+        .transpose()?;
+    Ok(GrpcApp::new(
+        &base,
+        with_pod_ip(base.clone()),
+        Settings::new(flags.latency, flags.failure_rate),
+        upstream,
+    ))
+}
+
+/// Serves HTTP/1.1.
+async fn serve_http(addr: SocketAddr, app: Arc<App>) -> Result<(), String> {
+    let describe = format!(
+        "text {:?}, target {:?}, latency {:?}, failure rate {}, json {}",
         app.text,
         app.upstream
             .as_ref()
@@ -123,6 +158,60 @@ async fn serve(addr: SocketAddr, app: Arc<App>) -> Result<(), String> {
         app.settings.failure_rate(),
         app.json,
     );
+    serve(addr, describe, move |stream, stop_rx| {
+        http1_connection(app.clone(), stream, stop_rx)
+    })
+    .await
+}
+
+/// Serves gRPC (and the control endpoints over HTTP/1.1 or HTTP/2).
+async fn serve_grpc(addr: SocketAddr, app: Arc<GrpcApp>) -> Result<(), String> {
+    let describe = app.describe();
+    serve(addr, describe, move |stream, stop_rx| {
+        grpc_server::serve_connection(app.clone(), stream, stop_rx)
+    })
+    .await
+}
+
+/// One HTTP/1.1 connection, closed gracefully once `stop_rx` changes.
+async fn http1_connection(app: Arc<App>, stream: TcpStream, mut stop_rx: watch::Receiver<bool>) {
+    let service = service_fn(move |request| handler::handle(app.clone(), request));
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = stop_rx.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result
+        && !error.is_incomplete_message()
+    {
+        eprintln!("helloworld: connection error: {error}");
+    }
+}
+
+/// Accepts connections on `addr` and runs `connection` for each, until
+/// SIGTERM or SIGINT; then tells every connection to stop (through the watch
+/// channel) and lets them finish for up to [`SHUTDOWN_GRACE`]. The startup
+/// line, `helloworld listening on <addr> (<describe>)`, names the bound
+/// address.
+async fn serve<C, F>(addr: SocketAddr, describe: String, connection: C) -> Result<(), String>
+where
+    C: Fn(TcpStream, watch::Receiver<bool>) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    eprintln!("helloworld listening on {bound} ({describe})");
 
     let shutdown = shutdown_signal()?;
     tokio::pin!(shutdown);
@@ -145,28 +234,10 @@ async fn serve(addr: SocketAddr, app: Arc<App>) -> Result<(), String> {
         };
         // Best effort: a failure only costs latency.
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let mut stop_rx = stop_rx.clone();
+        let task = connection(stream, stop_rx.clone());
         let alive = alive_tx.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| handler::handle(app.clone(), request));
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = stop_rx.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result
-                && !error.is_incomplete_message()
-            {
-                eprintln!("helloworld: connection error: {error}");
-            }
+            task.await;
             drop(alive);
         });
     }

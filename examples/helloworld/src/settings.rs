@@ -82,6 +82,14 @@ impl Settings {
         rate > 0.0 && self.next_unit() < rate
     }
 
+    /// The message of a failure [`Settings::should_fail`] asked for.
+    pub(crate) fn injected_failure(&self) -> String {
+        format!(
+            "helloworld: injected failure (failure rate {})",
+            self.failure_rate()
+        )
+    }
+
     /// A pseudo-random number in `[0, 1)` from a shared xorshift64 state.
     fn next_unit(&self) -> f64 {
         let step = |mut x: u64| {
