@@ -60,6 +60,7 @@ impl ReloadingKey {
             not_after = %format_unix_secs(loaded.leaf.not_after),
             "loaded TLS certificate"
         );
+        warn_if_expired(role, &files, &loaded);
         Ok(ReloadingKey {
             files,
             provider,
@@ -131,10 +132,27 @@ impl ReloadingKey {
             not_after = %format_unix_secs(loaded.leaf.not_after),
             "reloaded TLS certificate"
         );
+        warn_if_expired(self.role, &self.files, &loaded);
         self.current.store(Arc::new(loaded));
         state.in_service = bytes;
         state.last_error = None;
         Ok(true)
+    }
+}
+
+/// A certificate outside its validity is still served (the peer decides), but it will
+/// be refused by every verifying peer: say so where the operator looks.
+fn warn_if_expired(role: &'static str, files: &KeyFiles, loaded: &Loaded) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let leaf = &loaded.leaf;
+    if now > leaf.not_after || now < leaf.not_before {
+        tracing::warn!(
+            role,
+            cert = %files.cert_path.display(),
+            not_before = %format_unix_secs(leaf.not_before),
+            not_after = %format_unix_secs(leaf.not_after),
+            "the TLS certificate is outside its validity period; peers that verify it will refuse it"
+        );
     }
 }
 
