@@ -9,6 +9,7 @@ mod check;
 mod dtab;
 mod run;
 mod stat;
+mod tls;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -91,6 +92,12 @@ enum Command {
         #[command(subcommand)]
         command: dtab::NameTreeCommand,
     },
+    /// Create a mesh CA and issue the certificates it signs (for encrypting traffic
+    /// between nodes).
+    Tls {
+        #[command(subcommand)]
+        command: tls::TlsCommand,
+    },
 }
 
 /// `plexus demo`: this binary on every node, `helloworld` from beside it by default.
@@ -123,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Path { command } => dtab::run_path(command),
         Command::Dtab { command } => dtab::run_dtab(command),
         Command::Nametree { command } => dtab::run_nametree(command),
+        Command::Tls { command } => tls::run(command),
     };
     match result {
         Ok(output) => {
