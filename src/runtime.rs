@@ -210,14 +210,17 @@ fn routers(
                 .map_err(StartError::Plugin)?,
             _ => Vec::new(),
         };
-        routers.push(Router::from_config(
-            h,
-            version,
-            namers.clone(),
-            epoch.clone(),
-            own,
-            telemetry.clone(),
-        ));
+        routers.push(
+            Router::from_config(
+                h,
+                version,
+                namers.clone(),
+                epoch.clone(),
+                own,
+                telemetry.clone(),
+            )
+            .map_err(StartError::Plugin)?,
+        );
     }
     Ok(routers)
 }

@@ -366,10 +366,16 @@ impl Validation {
                 ));
             }
             sockets.push(socket);
+            for p in s
+                .tls
+                .iter()
+                .flat_map(plexus_tls::ServerTlsSettings::validate)
+            {
+                self.problem(format!("{sat}.tls.{}: {}", p.key, p.message));
+            }
             self.keys(
                 &sat,
                 &[
-                    ("tls", s.tls.is_some()),
                     ("socketOptions", s.socket_options.is_some()),
                     ("serverSession", s.server_session.is_some()),
                     ("announce", s.announce.is_some()),
@@ -583,6 +589,13 @@ impl Validation {
 
     fn client(&mut self, at: &str, c: &ClientConfig, top: bool) {
         self.prefix(at, &c.prefix);
+        for p in c
+            .tls
+            .iter()
+            .flat_map(plexus_tls::ClientTlsSettings::validate)
+        {
+            self.problem(format!("{at}.tls.{}: {}", p.key, p.message));
+        }
         for u in c.peer_upgrades.iter().flatten() {
             if !PEER_UPGRADES.contains(&u.as_str()) {
                 self.problem(format!(
@@ -643,7 +656,6 @@ impl Validation {
                 ("hostConnectionPool", c.host_connection_pool.is_some()),
                 ("clientSession", c.client_session.is_some()),
                 ("socketOptions", c.socket_options.is_some()),
-                ("tls", c.tls.is_some()),
                 ("forwardClientCert", c.forward_client_cert.is_some()),
                 ("requestAuthorizers", c.request_authorizers.is_some()),
             ],

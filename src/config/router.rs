@@ -218,8 +218,8 @@ pub struct Server {
     pub header_table_bytes: Option<u32>,
     /// h2: when to send window updates (accepted; the HTTP/2 library manages it).
     pub window_update_ratio: Option<f64>,
-    /// Not implemented yet.
-    pub tls: NotYet,
+    /// Accept TLS on this server (Linkerd's server `tls:` keys).
+    pub tls: Option<plexus_tls::ServerTlsSettings>,
     /// Not implemented yet.
     pub socket_options: NotYet,
     /// Not implemented yet.

@@ -64,8 +64,9 @@ pub struct ClientConfig {
     pub client_session: NotYet,
     /// Not implemented yet.
     pub socket_options: NotYet,
-    /// Not implemented yet.
-    pub tls: NotYet,
+    /// Originate TLS to the endpoints (Linkerd's client `tls:` keys; `commonName` may use
+    /// the `{var}` captures of a static block's prefix).
+    pub tls: Option<plexus_tls::ClientTlsSettings>,
     /// Not implemented yet.
     pub forward_client_cert: NotYet,
     /// Not implemented yet.

@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::error::{ErrorKind, ProxyError};
+use super::policy::ClientTlsTarget;
 
 /// Errors carried by proxied bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,10 +40,70 @@ const MAX_IDLE_PER_ENDPOINT: usize = 64;
 
 type Sender = SendRequest<ProxyBody>;
 
+/// Connections are kept per endpoint and TLS identity: plaintext, or TLS to a name.
+type PoolKey = (SocketAddr, Option<Arc<str>>);
+
 thread_local! {
-    static POOL: RefCell<HashMap<SocketAddr, Vec<Sender>>> = RefCell::new(HashMap::new());
-    static H2: RefCell<HashMap<SocketAddr, http2::SendRequest<ProxyBody>>> =
+    static POOL: RefCell<HashMap<PoolKey, Vec<Sender>>> = RefCell::new(HashMap::new());
+    static H2: RefCell<HashMap<PoolKey, http2::SendRequest<ProxyBody>>> =
         RefCell::new(HashMap::new());
+}
+
+/// How to reach one endpoint: its address, the router's protocol, whether HTTP/1.1 may
+/// ride HTTP/2 to a Plexus peer, and the client's TLS.
+#[derive(Clone, Copy)]
+pub struct Dial<'a> {
+    /// The endpoint.
+    pub addr: SocketAddr,
+    /// The limit on making a connection (TCP and TLS handshakes each).
+    pub connect_timeout: Duration,
+    /// The router's HTTP version.
+    pub version: crate::config::HttpVersion,
+    /// `peerUpgrades: [h2]`.
+    pub upgrade_h2: bool,
+    /// The client's `tls:`.
+    pub tls: Option<&'a ClientTlsTarget>,
+}
+
+impl Dial<'_> {
+    fn key(&self) -> PoolKey {
+        let identity = self.tls.map(|t| {
+            t.server_name
+                .clone()
+                .unwrap_or_else(|| Arc::from(self.addr.ip().to_string()))
+        });
+        (self.addr, identity)
+    }
+}
+
+/// Either side of a connection: plaintext TCP or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// TCP, then TLS when the client has it (ALPN `h2` for HTTP/2 connections).
+async fn open(dial: &Dial<'_>, h2: bool) -> Result<Box<dyn Io>, ProxyError> {
+    let stream = tcp(dial.addr, dial.connect_timeout).await?;
+    let Some(tls) = dial.tls else {
+        return Ok(Box::new(stream));
+    };
+    if let Some(why) = &tls.error {
+        return Err(connect_failed(dial.addr, format!("TLS: {why}")));
+    }
+    let config = if h2 { &tls.setup.h2 } else { &tls.setup.http1 };
+    let name = tls
+        .server_name
+        .as_deref()
+        .map_or_else(|| dial.addr.ip().to_string(), str::to_owned);
+    match config.connect(&name, stream).await {
+        Ok(s) => Ok(Box::new(s)),
+        Err(e) => Err(ProxyError::new(
+            ErrorKind::Connect,
+            format!(
+                "Unable to connect to {}: TLS handshake failed: {e}",
+                dial.addr
+            ),
+        )),
+    }
 }
 
 /// Runs HTTP/2 connection and stream tasks on the current worker thread: bodies and
@@ -58,10 +120,10 @@ where
     }
 }
 
-fn checkout(addr: SocketAddr) -> Option<Sender> {
+fn checkout(key: &PoolKey) -> Option<Sender> {
     POOL.with(|p| {
         let mut pool = p.borrow_mut();
-        let idle = pool.get_mut(&addr)?;
+        let idle = pool.get_mut(key)?;
         while let Some(s) = idle.pop() {
             if !s.is_closed() {
                 return Some(s);
@@ -71,7 +133,7 @@ fn checkout(addr: SocketAddr) -> Option<Sender> {
     })
 }
 
-fn checkin(addr: SocketAddr, sender: Sender) {
+fn checkin(key: PoolKey, sender: Sender) {
     // Not necessarily ready yet: the connection task may still be finishing the
     // response it just delivered. `send` waits for readiness when it checks it out.
     if sender.is_closed() {
@@ -79,7 +141,7 @@ fn checkin(addr: SocketAddr, sender: Sender) {
     }
     POOL.with(|p| {
         let mut pool = p.borrow_mut();
-        let idle = pool.entry(addr).or_default();
+        let idle = pool.entry(key).or_default();
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push(sender);
         }
@@ -103,9 +165,10 @@ async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyErro
     Ok(stream)
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ProxyError> {
+async fn connect(dial: &Dial<'_>) -> Result<Sender, ProxyError> {
+    let addr = dial.addr;
     let failed = |why: String| connect_failed(addr, why);
-    let stream = tcp(addr, timeout).await?;
+    let stream = open(dial, false).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake::<_, ProxyBody>(TokioIo::new(stream))
         .await
@@ -134,18 +197,15 @@ pub struct SendError {
 /// With `upgrade_h2`, HTTP/1.1 requests to an endpoint that is a Plexus peer ride an
 /// HTTP/2 connection instead, after the negotiation described in [`super::peer`].
 pub async fn send(
-    addr: SocketAddr,
+    dial: &Dial<'_>,
     req: Request<ProxyBody>,
-    connect_timeout: Duration,
-    version: crate::config::HttpVersion,
-    upgrade_h2: bool,
 ) -> Result<Response<ProxyBody>, SendError> {
-    match version {
-        crate::config::HttpVersion::H2 => send_h2(addr, req, connect_timeout).await,
-        crate::config::HttpVersion::Http1 if !upgrade_h2 || stays_http1(&req) => {
-            send_http1(addr, req, connect_timeout).await
+    match dial.version {
+        crate::config::HttpVersion::H2 => send_h2(dial, req).await,
+        crate::config::HttpVersion::Http1 if !dial.upgrade_h2 || stays_http1(&req) => {
+            send_http1(dial, req).await
         }
-        crate::config::HttpVersion::Http1 => send_to_peer(addr, req, connect_timeout).await,
+        crate::config::HttpVersion::Http1 => send_to_peer(dial, req).await,
     }
 }
 
@@ -156,10 +216,10 @@ fn stays_http1(req: &Request<ProxyBody>) -> bool {
 
 /// An HTTP/1.1 request to an endpoint that may be a Plexus peer (see [`super::peer`]).
 async fn send_to_peer(
-    addr: SocketAddr,
+    dial: &Dial<'_>,
     req: Request<ProxyBody>,
-    connect_timeout: Duration,
 ) -> Result<Response<ProxyBody>, SendError> {
+    let addr = dial.addr;
     use super::peer::{self, PeerState};
     use plexus_http::headers as h;
     let now = std::time::Instant::now();
@@ -167,7 +227,7 @@ async fn send_to_peer(
         PeerState::H2 => {
             let (mut parts, body) = req.into_parts();
             h::to_h2_request(&mut parts);
-            match send_h2(addr, Request::from_parts(parts, body), connect_timeout).await {
+            match send_h2(dial, Request::from_parts(parts, body)).await {
                 Err(SendError {
                     error,
                     unsent: Some(unsent),
@@ -185,12 +245,12 @@ async fn send_to_peer(
                 other => other,
             }
         }
-        PeerState::Plain { .. } => send_http1(addr, req, connect_timeout).await,
+        PeerState::Plain { .. } => send_http1(dial, req).await,
         PeerState::Unknown => {
             let mut req = req;
             req.headers_mut()
                 .insert(h::L5D_PEER_UPGRADE, http::HeaderValue::from_static("h2"));
-            let mut rsp = match send_http1(addr, req, connect_timeout).await {
+            let mut rsp = match send_http1(dial, req).await {
                 Ok(rsp) => rsp,
                 Err(mut e) => {
                     if let Some(unsent) = e.unsent.as_mut() {
@@ -214,15 +274,13 @@ async fn send_to_peer(
 }
 
 /// The endpoint's open HTTP/2 connection, or a new one.
-async fn h2_connection(
-    addr: SocketAddr,
-    timeout: Duration,
-) -> Result<http2::SendRequest<ProxyBody>, ProxyError> {
-    let open = H2.with(|c| c.borrow().get(&addr).filter(|s| !s.is_closed()).cloned());
-    if let Some(sender) = open {
+async fn h2_connection(dial: &Dial<'_>) -> Result<http2::SendRequest<ProxyBody>, ProxyError> {
+    let (addr, key) = (dial.addr, dial.key());
+    let known = H2.with(|c| c.borrow().get(&key).filter(|s| !s.is_closed()).cloned());
+    if let Some(sender) = known {
         return Ok(sender);
     }
-    let stream = tcp(addr, timeout).await?;
+    let stream = open(dial, true).await?;
     let (sender, conn) = http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())
         .handshake::<_, ProxyBody>(TokioIo::new(stream))
@@ -233,16 +291,16 @@ async fn h2_connection(
             tracing::debug!(endpoint = %addr, error = %e, "h2 endpoint connection closed with an error");
         }
     });
-    H2.with(|c| c.borrow_mut().insert(addr, sender.clone()));
+    H2.with(|c| c.borrow_mut().insert(key, sender.clone()));
     Ok(sender)
 }
 
 async fn send_h2(
-    addr: SocketAddr,
+    dial: &Dial<'_>,
     req: Request<ProxyBody>,
-    connect_timeout: Duration,
 ) -> Result<Response<ProxyBody>, SendError> {
-    let mut sender = match h2_connection(addr, connect_timeout).await {
+    let addr = dial.addr;
+    let mut sender = match h2_connection(dial).await {
         Ok(s) => s,
         Err(error) => {
             return Err(SendError {
@@ -252,7 +310,7 @@ async fn send_h2(
         }
     };
     if sender.ready().await.is_err() {
-        H2.with(|c| c.borrow_mut().remove(&addr));
+        H2.with(|c| c.borrow_mut().remove(&dial.key()));
         return Err(SendError {
             error: connect_failed(addr, "the HTTP/2 connection closed".into()),
             unsent: Some(Box::new(req)),
@@ -272,17 +330,17 @@ async fn send_h2(
 }
 
 async fn send_http1(
-    addr: SocketAddr,
+    dial: &Dial<'_>,
     req: Request<ProxyBody>,
-    connect_timeout: Duration,
 ) -> Result<Response<ProxyBody>, SendError> {
+    let (addr, key) = (dial.addr, dial.key());
     let mut req = req;
-    while let Some(mut sender) = checkout(addr) {
+    while let Some(mut sender) = checkout(&key) {
         if sender.ready().await.is_err() {
             continue;
         }
         match sender.try_send_request(req).await {
-            Ok(rsp) => return Ok(pooled(addr, sender, rsp)),
+            Ok(rsp) => return Ok(pooled(key, sender, rsp)),
             Err(mut e) => match e.take_message() {
                 // Never sent (the endpoint closed the idle connection): use another.
                 Some(unsent) => req = unsent,
@@ -295,7 +353,7 @@ async fn send_http1(
             },
         }
     }
-    let mut sender = match connect(addr, connect_timeout).await {
+    let mut sender = match connect(dial).await {
         Ok(s) => s,
         Err(error) => {
             return Err(SendError {
@@ -305,7 +363,7 @@ async fn send_http1(
         }
     };
     match sender.try_send_request(req).await {
-        Ok(rsp) => Ok(pooled(addr, sender, rsp)),
+        Ok(rsp) => Ok(pooled(key, sender, rsp)),
         Err(mut e) => {
             let unsent = e.take_message().map(Box::new);
             let mut error = upstream(addr, e.into_error());
@@ -326,12 +384,12 @@ fn upstream(addr: SocketAddr, e: hyper::Error) -> ProxyError {
     ProxyError::new(kind, format!("{addr}: {e}"))
 }
 
-fn pooled(addr: SocketAddr, sender: Sender, rsp: Response<Incoming>) -> Response<ProxyBody> {
+fn pooled(key: PoolKey, sender: Sender, rsp: Response<Incoming>) -> Response<ProxyBody> {
     let upgrade = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     rsp.map(|body| {
         let mut body = PooledBody {
             inner: body,
-            release: Some((addr, sender)),
+            release: Some((key, sender)),
         };
         if upgrade {
             // The connection now belongs to the upgraded stream.
@@ -346,13 +404,13 @@ fn pooled(addr: SocketAddr, sender: Sender, rsp: Response<Incoming>) -> Response
 /// A response body that hands its connection back to the pool when fully read.
 struct PooledBody {
     inner: Incoming,
-    release: Option<(SocketAddr, Sender)>,
+    release: Option<(PoolKey, Sender)>,
 }
 
 impl PooledBody {
     fn release(&mut self) {
-        if let Some((addr, sender)) = self.release.take() {
-            checkin(addr, sender);
+        if let Some((key, sender)) = self.release.take() {
+            checkin(key, sender);
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct ClientEntry {
     attempt_timeout: Option<Duration>,
     /// May carry HTTP/1.1 over HTTP/2 to Plexus peers (`peerUpgrades: [h2]`).
     upgrade_h2: bool,
+    /// The client's TLS (`tls:`), if any.
+    tls: Option<super::policy::ClientTlsTarget>,
     /// Failure counts this worker last reported a success against, per endpoint.
     reported: RefCell<HashMap<SocketAddr, u64>>,
     used: Cell<Instant>,
@@ -210,6 +212,7 @@ impl Worker {
             ),
             attempt_timeout: policy.attempt_timeout,
             upgrade_h2: policy.upgrade_h2,
+            tls: policy.tls.clone(),
             reported: RefCell::default(),
             used: Cell::new(now),
         });
@@ -703,13 +706,14 @@ async fn forward(
         };
         let inflight = client.stats.start();
         let attempt = obs.attempt(endpoint, req.headers_mut());
-        let sent = client::send(
-            endpoint,
-            req,
-            worker.router.connect_timeout,
-            worker.router.version,
-            client.upgrade_h2,
-        );
+        let dial = client::Dial {
+            addr: endpoint,
+            connect_timeout: worker.router.connect_timeout,
+            version: worker.router.version,
+            upgrade_h2: client.upgrade_h2,
+            tls: client.tls.as_ref(),
+        };
+        let sent = client::send(&dial, req);
         let sent = match client.attempt_timeout {
             None => sent.await,
             Some(limit) => tokio::time::timeout(limit, sent).await.unwrap_or_else(|_| {

@@ -39,6 +39,8 @@ pub use error::{ErrorKind, ProxyError};
 pub struct ServerSpec {
     /// Where to listen.
     pub addr: SocketAddr,
+    /// TLS to accept (server `tls:`), certificates reloaded when their files change.
+    pub tls: Option<Arc<plexus_tls::ServerTls>>,
     /// Strip inbound `l5d-*` headers and sanitise responses (edge servers).
     pub clear_context: bool,
     /// Refuse requests that passed more proxies than this (`Via` entries).
@@ -276,7 +278,7 @@ impl Router {
         epoch: Epoch,
         transformers: Vec<Arc<dyn crate::naming::Transformer>>,
         telemetry: crate::telemetry::RequestTelemetry,
-    ) -> Arc<Router> {
+    ) -> Result<Arc<Router>, String> {
         let identifiers: Vec<_> = match &cfg.identifier {
             None => vec![plexus_http::Identifier::HeaderToken {
                 header: default_token_header(version).into(),
@@ -287,14 +289,31 @@ impl Router {
                 .filter_map(|id| identifier(id, version))
                 .collect(),
         };
-        let servers = cfg
-            .servers
-            .iter()
-            .map(|s| ServerSpec {
-                addr: SocketAddr::new(
-                    s.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
-                    s.port.unwrap_or(version.default_port()),
-                ),
+        let label = cfg
+            .label
+            .clone()
+            .unwrap_or_else(|| version.protocol().into());
+        // h2 routers negotiate h2 by ALPN; HTTP/1.1 routers also take h2 from peers.
+        let alpn: &[&[u8]] = match version {
+            config::HttpVersion::H2 => &[b"h2"],
+            config::HttpVersion::Http1 => &[b"h2", b"http/1.1"],
+        };
+        let mut servers = Vec::new();
+        for s in &cfg.servers {
+            let addr = SocketAddr::new(
+                s.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                s.port.unwrap_or(version.default_port()),
+            );
+            let tls = match &s.tls {
+                Some(t) => Some(Arc::new(
+                    plexus_tls::ServerTls::new(t, alpn)
+                        .map_err(|e| format!("router {label}, server {addr}: tls: {e}"))?,
+                )),
+                None => None,
+            };
+            servers.push(ServerSpec {
+                addr,
+                tls,
                 clear_context: s.clear_context.unwrap_or(false),
                 max_call_depth: s.max_call_depth.unwrap_or(1000) as usize,
                 h2: (version == config::HttpVersion::H2).then(|| H2Settings::from_config(s)),
@@ -304,15 +323,14 @@ impl Router {
                         for_: labeler(&f.for_),
                     }
                 }),
-            })
-            .collect();
+            });
+        }
+        let client_blocks = policy::ClientBlocks::new(cfg.client.as_ref())
+            .map_err(|e| format!("router {label}: {e}"))?;
         let kb =
             |v: Option<u64>, default: u64| (v.unwrap_or(default) as usize).saturating_mul(1024);
-        Arc::new(Router {
-            label: cfg
-                .label
-                .clone()
-                .unwrap_or_else(|| version.protocol().into()),
+        Ok(Arc::new(Router {
+            label,
             version,
             base_dtab: cfg.dtab.clone(),
             dst_prefix: cfg.dst_prefix.clone().unwrap_or_else(svc),
@@ -337,10 +355,10 @@ impl Router {
             clients: ClientRegistry::default(),
             transformers,
             activity: stats::Activity::default(),
-            client_blocks: policy::ClientBlocks::new(cfg.client.as_ref()),
+            client_blocks,
             routes: route::Routes::new(),
             service_blocks: policy::ServiceBlocks::new(cfg.service.as_ref()),
             telemetry,
-        })
+        }))
     }
 }

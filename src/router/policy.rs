@@ -17,6 +17,51 @@ pub struct ClientBlocks {
     blocks: Vec<(Option<PathMatcher>, Settings)>,
 }
 
+/// A client block's TLS, built once when the router starts (certificates loaded): one
+/// configuration per protocol a connection may negotiate by ALPN.
+pub struct TlsSetup {
+    settings: plexus_tls::ClientTlsSettings,
+    /// For HTTP/1.1 connections (ALPN `http/1.1`).
+    pub http1: plexus_tls::ClientTls,
+    /// For HTTP/2 connections (ALPN `h2`).
+    pub h2: plexus_tls::ClientTls,
+}
+
+impl std::fmt::Debug for TlsSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSetup")
+            .field("common_name", &self.settings.common_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSetup {
+    fn new(settings: &plexus_tls::ClientTlsSettings) -> Result<TlsSetup, String> {
+        let build = |alpn: &[&[u8]]| {
+            plexus_tls::ClientTls::new(settings, alpn).map_err(|e| format!("client tls: {e}"))
+        };
+        Ok(TlsSetup {
+            settings: settings.clone(),
+            http1: build(&[b"http/1.1"])?,
+            h2: build(&[b"h2"])?,
+        })
+    }
+}
+
+/// A client's TLS: the configurations and the name its endpoints' certificates must
+/// carry (also sent as SNI); `None` when validation is off and no name is given (the
+/// endpoint's IP is used for SNI then).
+#[derive(Clone, Debug)]
+pub struct ClientTlsTarget {
+    /// The configurations.
+    pub setup: std::sync::Arc<TlsSetup>,
+    /// `commonName`, with the client prefix's captures filled in.
+    pub server_name: Option<std::sync::Arc<str>>,
+    /// Why `commonName` could not be filled in: every connection then fails with it
+    /// (never falls back to plaintext).
+    pub error: Option<std::sync::Arc<str>>,
+}
+
 /// The keys of one block that Plexus applies.
 #[derive(Debug, Default, Clone)]
 struct Settings {
@@ -25,16 +70,22 @@ struct Settings {
     requeue_budget: Option<config::Budget>,
     attempt_timeout_ms: Option<u64>,
     peer_upgrades: Option<Vec<String>>,
+    tls: Option<std::sync::Arc<TlsSetup>>,
 }
 
-fn settings(c: &ClientConfig) -> Settings {
-    Settings {
+fn settings(c: &ClientConfig) -> Result<Settings, String> {
+    let tls = match &c.tls {
+        Some(t) if t.enabled => Some(std::sync::Arc::new(TlsSetup::new(t)?)),
+        _ => None,
+    };
+    Ok(Settings {
+        tls,
         peer_upgrades: c.peer_upgrades.clone(),
         load_balancer: c.load_balancer.clone(),
         failure_accrual: c.failure_accrual.clone(),
         requeue_budget: c.requeue_budget.clone(),
         attempt_timeout_ms: c.request_attempt_timeout_ms,
-    }
+    })
 }
 
 fn ms(v: u64) -> Duration {
@@ -152,32 +203,44 @@ fn accrual(fa: &config::FailureAccrual) -> AccrualConfig {
 }
 
 impl ClientBlocks {
-    /// The blocks of a router's `client:` (validated: static blocks have prefixes).
-    pub fn new(client: Option<&ClientConfig>) -> Self {
+    /// The blocks of a router's `client:` (validated: static blocks have prefixes). Fails
+    /// when a block's TLS cannot be set up (unreadable certificates, ...).
+    pub fn new(client: Option<&ClientConfig>) -> Result<Self, String> {
         let Some(c) = client else {
-            return ClientBlocks::default();
+            return Ok(ClientBlocks::default());
         };
         let blocks = match c.kind.unwrap_or(StackKind::Global) {
-            StackKind::Global => vec![(None, settings(c))],
-            StackKind::Static => c
-                .configs
-                .iter()
-                .flatten()
-                .filter_map(|b| {
-                    let m = PathMatcher::parse(b.prefix.as_deref()?).ok()?;
-                    Some((Some(m), settings(b)))
-                })
-                .collect(),
+            StackKind::Global => vec![(None, settings(c)?)],
+            StackKind::Static => {
+                let mut blocks = Vec::new();
+                for b in c.configs.iter().flatten() {
+                    let Some(m) = b.prefix.as_deref().and_then(|p| PathMatcher::parse(p).ok())
+                    else {
+                        continue;
+                    };
+                    blocks.push((Some(m), settings(b)?));
+                }
+                blocks
+            }
         };
-        ClientBlocks { blocks }
+        Ok(ClientBlocks { blocks })
     }
 
     /// The policy of client `id`: defaults, overridden by every matching block in order.
     pub fn policy(&self, id: &Path) -> ClientPolicy {
         let mut merged = Settings::default();
+        let mut tls_captures = std::collections::BTreeMap::new();
         for (matcher, s) in &self.blocks {
-            if matcher.as_ref().is_some_and(|m| m.matches(id).is_none()) {
+            let captures = match matcher {
+                None => Some(std::collections::BTreeMap::new()),
+                Some(m) => m.matches(id),
+            };
+            let Some(captures) = captures else {
                 continue;
+            };
+            if s.tls.is_some() {
+                merged.tls = s.tls.clone();
+                tls_captures = captures;
             }
             if s.load_balancer.is_some() {
                 merged.load_balancer = s.load_balancer.clone();
@@ -209,6 +272,26 @@ impl ClientBlocks {
             requeue_budget: budget_params(merged.requeue_budget),
             attempt_timeout: merged.attempt_timeout_ms.map(ms),
             upgrade_h2: merged.peer_upgrades.iter().flatten().any(|u| u == "h2"),
+            tls: merged.tls.map(|setup| {
+                let name = setup
+                    .settings
+                    .common_name_with(|var| tls_captures.get(var).map(String::as_str));
+                match name {
+                    Ok(name) => ClientTlsTarget {
+                        setup,
+                        server_name: name.map(std::sync::Arc::from),
+                        error: None,
+                    },
+                    Err(e) => {
+                        tracing::error!(client = %id, error = %e, "client TLS cannot be set up; its requests will fail");
+                        ClientTlsTarget {
+                            setup,
+                            server_name: None,
+                            error: Some(std::sync::Arc::from(e.to_string())),
+                        }
+                    }
+                }
+            }),
         }
     }
 }
@@ -339,7 +422,7 @@ mod tests {
         let crate::config::Router::Http(r) = &config.routers[0] else {
             panic!()
         };
-        ClientBlocks::new(r.client.as_ref())
+        ClientBlocks::new(r.client.as_ref()).expect("client blocks")
     }
 
     #[test]

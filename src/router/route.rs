@@ -36,6 +36,8 @@ pub struct ClientPolicy {
     pub attempt_timeout: Option<std::time::Duration>,
     /// `peerUpgrades: [h2]`: HTTP/1.1 may ride HTTP/2 to Plexus peers.
     pub upgrade_h2: bool,
+    /// `tls:`: originate TLS to the endpoints.
+    pub tls: Option<super::policy::ClientTlsTarget>,
 }
 
 /// Counters of a client's circuit breaker (`failure_accrual/*`).

@@ -252,6 +252,29 @@ pub fn protocol_requests(rt: &str, server: &str, protocol: &'static str) -> metr
     )
 }
 
+/// TLS connections a server accepted (`rt/<router>/server/<ip>/<port>/tls/connections`).
+pub fn tls_connections(rt: &str, server: &std::net::SocketAddr) -> metrics::Counter {
+    metrics::counter!(
+        "rt:server:tls:connections",
+        "rt" => rt.to_string(),
+        "server" => format!("{}/{}", server.ip(), server.port()),
+    )
+}
+
+/// TLS handshakes a server refused, by why (`.../tls/handshake_failures/<kind>`).
+pub fn tls_failures(
+    rt: &str,
+    server: &std::net::SocketAddr,
+    kind: &'static str,
+) -> metrics::Counter {
+    metrics::counter!(
+        "rt:server:tls:handshake_failures",
+        "rt" => rt.to_string(),
+        "server" => format!("{}/{}", server.ip(), server.port()),
+        "kind" => kind,
+    )
+}
+
 /// The connections gauge of a server.
 pub fn connections(rt: &str, server: &str) -> Gauge {
     gauge!("rt:server:connections", "rt" => rt.to_string(), "server" => server.to_string())

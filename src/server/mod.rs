@@ -264,6 +264,7 @@ impl Actor for HttpConnection {
         let protocols = self.protocols.clone();
         let drain = self.drain.clone();
         let head_limit = self.router.limits.max_head_bytes.max(8192);
+        let label = self.router.label.clone();
         let serve = async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 if req.version() == http::Version::HTTP_2 {
@@ -274,29 +275,18 @@ impl Actor for HttpConnection {
                 let (worker, spec, conn) = (worker.clone(), service_spec.clone(), conn.clone());
                 async move { Ok::<_, Infallible>(handle(worker, spec, conn, req).await) }
             });
-            match spec.h2 {
-                Some(h2) => {
-                    let conn = http2::Builder::new(LocalExec)
-                        .timer(TokioTimer::new())
-                        .max_concurrent_streams(h2.max_concurrent_streams)
-                        .initial_stream_window_size(h2.initial_stream_window)
-                        .max_frame_size(h2.max_frame_size)
-                        .max_header_list_size(h2.max_header_list_size)
-                        .serve_connection(TokioIo::new(stream), svc);
-                    serve_until_drained(conn, drain).await;
+            let Some(tls) = &spec.tls else {
+                return serve(TokioIo::new(stream), &spec, svc, head_limit, drain).await;
+            };
+            let peer = stream.peer_addr().ok();
+            match tls.accept(stream).await {
+                Ok(stream) => {
+                    stats::tls_connections(&label, &spec.addr).increment(1);
+                    serve(TokioIo::new(stream), &spec, svc, head_limit, drain).await;
                 }
-                None => {
-                    // HTTP/1.1 from applications, and HTTP/2 (prior knowledge) from
-                    // Plexus peers that negotiated the upgrade (see router::peer).
-                    let mut builder = auto::Builder::new(LocalExec);
-                    builder
-                        .http1()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(HEADER_READ_TIMEOUT)
-                        .max_buf_size(head_limit);
-                    builder.http2().timer(TokioTimer::new());
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    serve_until_drained(conn, drain).await;
+                Err(e) => {
+                    stats::tls_failures(&label, &spec.addr, e.metric_label()).increment(1);
+                    tracing::info!(router = %label, server = %spec.addr, peer = ?peer, error = %e, "TLS handshake failed");
                 }
             }
         };
@@ -305,6 +295,51 @@ impl Actor for HttpConnection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         let _ = &self.guard;
+    }
+}
+
+/// Serves one connection (plain or TLS) with the router's protocol: HTTP/2 for h2
+/// routers; HTTP/1.1 from applications and HTTP/2 (prior knowledge, or ALPN `h2`) from
+/// Plexus peers that negotiated the upgrade (see [`crate::router::peer`]) otherwise.
+async fn serve<IO, S, B>(
+    io: IO,
+    spec: &ServerSpec,
+    svc: S,
+    head_limit: usize,
+    drain: watch::Receiver<bool>,
+) where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + hyper::service::HttpService<hyper::body::Incoming, ResBody = B>
+        + 'static,
+    <S as hyper::service::Service<http::Request<hyper::body::Incoming>>>::Future: 'static,
+    <S as hyper::service::Service<http::Request<hyper::body::Incoming>>>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match spec.h2 {
+        Some(h2) => {
+            let conn = http2::Builder::new(LocalExec)
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(h2.max_concurrent_streams)
+                .initial_stream_window_size(h2.initial_stream_window)
+                .max_frame_size(h2.max_frame_size)
+                .max_header_list_size(h2.max_header_list_size)
+                .serve_connection(io, svc);
+            serve_until_drained(conn, drain).await;
+        }
+        None => {
+            let mut builder = auto::Builder::new(LocalExec);
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(head_limit);
+            builder.http2().timer(TokioTimer::new());
+            let conn = builder.serve_connection_with_upgrades(io, svc);
+            serve_until_drained(conn, drain).await;
+        }
     }
 }
 

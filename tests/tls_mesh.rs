@@ -1,0 +1,316 @@
+//! TLS between two Plexus nodes, end to end: node 1's outgoing router originates TLS
+//! (`client.tls`), node 2's incoming router accepts it (`servers[].tls`), with
+//! certificates minted by `plexus tls`. With `peerUpgrades: [h2]` the hop is TLS and
+//! HTTP/2, as node 2's own metrics show; the applications speak plain HTTP/1.1. Failed
+//! handshakes (unknown CA, wrong name, missing client certificate) fail fast with a
+//! clear error and are counted, never hang.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{Proc, backend, curl, free_port, listening, plexus_bin, scratch, wait_for};
+
+struct Node {
+    router: SocketAddr,
+    admin: SocketAddr,
+    _plexus: Proc,
+}
+
+fn node(
+    name: &str,
+    ip: &str,
+    label: &str,
+    target: SocketAddr,
+    router_extra: &str,
+    server_extra: &str,
+) -> Node {
+    let dir = scratch(name);
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("disco");
+    std::fs::write(
+        disco.join("web"),
+        format!("{} {}\n", target.ip(), target.port()),
+    )
+    .expect("write");
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        "admin: {{ip: {ip}, port: {admin}}}\n\
+namers:\n- kind: io.l5d.fs\n  rootDir: {disco}\n\
+routers:\n- protocol: http\n  label: {label}\n  dtab: /svc => /#/io.l5d.fs;\n{router_extra}  servers:\n  - ip: {ip}\n    port: {port}\n{server_extra}",
+        disco = disco.display()
+    );
+    std::fs::write(dir.join("plexus.yaml"), &config).expect("config");
+    let mut plexus = Proc::spawn(
+        Command::new(plexus_bin())
+            .arg("run")
+            .arg(dir.join("plexus.yaml")),
+        dir.join("plexus.log"),
+    );
+    let router: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
+    let admin: SocketAddr = format!("{ip}:{admin}").parse().expect("addr");
+    wait_for(&format!("{name} to serve"), || {
+        if let Ok(Some(_)) = plexus.child.try_wait() {
+            panic!("{name} exited:\n{}\nconfig:\n{config}", plexus.log_text());
+        }
+        listening(router) && listening(admin)
+    });
+    Node {
+        router,
+        admin,
+        _plexus: plexus,
+    }
+}
+
+fn tls(args: &[&str]) {
+    let out = Command::new(plexus_bin())
+        .arg("tls")
+        .args(args)
+        .output()
+        .expect("plexus tls");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA in `dir` with a server certificate for `linkerd` (and a client certificate).
+fn pki(dir: &Path) -> PathBuf {
+    let d = dir.to_str().expect("utf8");
+    tls(&["init", d]);
+    tls(&["issue", d, "linkerd", "--dns", "linkerd"]);
+    tls(&["issue", d, "node-1", "--client"]);
+    dir.to_path_buf()
+}
+
+fn metric(node: &Node, key: &str) -> f64 {
+    let m: serde_json::Value = serde_json::from_str(
+        &curl(&["-sS", &format!("http://{}/admin/metrics.json", node.admin)]).body,
+    )
+    .unwrap_or_default();
+    m.get(key)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0)
+}
+
+fn server_tls(ca: &Path, mutual: bool) -> String {
+    let mut s = format!(
+        "    tls:\n      certPath: {}\n      keyPath: {}\n",
+        ca.join("linkerd.pem").display(),
+        ca.join("linkerd-key.pk8.pem").display()
+    );
+    if mutual {
+        s.push_str(&format!(
+            "      caCertPath: {}\n      requireClientAuth: true\n",
+            ca.join("ca.pem").display()
+        ));
+    }
+    s
+}
+
+fn client_tls(ca: &Path, common_name: &str, client_cert: bool) -> String {
+    let mut s = format!(
+        "  client:\n    peerUpgrades: [h2]\n    tls:\n      commonName: {common_name}\n      trustCerts: [{}]\n",
+        ca.join("ca.pem").display()
+    );
+    if client_cert {
+        s.push_str(&format!(
+            "      clientAuth:\n        certPath: {}\n        keyPath: {}\n",
+            ca.join("node-1.pem").display(),
+            ca.join("node-1-key.pk8.pem").display()
+        ));
+    }
+    s
+}
+
+#[test]
+fn the_hop_between_nodes_is_tls_and_http2_and_apps_never_notice() {
+    let ca = pki(&scratch("tls-pki"));
+    let b = backend::start();
+    let incoming = node(
+        "tls-in",
+        "127.0.2.1",
+        "incoming",
+        b.addr,
+        "",
+        &server_tls(&ca, false),
+    );
+    let outgoing = node(
+        "tls-out",
+        "127.0.1.1",
+        "outgoing",
+        incoming.router,
+        &client_tls(&ca, "linkerd", false),
+        "",
+    );
+    let proxy = format!("http://{}", outgoing.router);
+    let server = format!(
+        "rt/incoming/server/{}/{}",
+        incoming.router.ip(),
+        incoming.router.port()
+    );
+    for i in 0..4 {
+        let r = curl(&["-sS", "-x", &proxy, &format!("http://web/echo/{i}")]);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            r.body.starts_with(&format!("GET /echo/{i} HTTP/1.1")),
+            "{}",
+            r.body
+        );
+    }
+    assert!(metric(&incoming, &format!("{server}/tls/connections")) >= 2.0);
+    assert_eq!(
+        metric(&incoming, &format!("{server}/protocol/h2/requests")),
+        3.0
+    );
+    assert_eq!(
+        metric(&incoming, &format!("{server}/protocol/http/1.1/requests")),
+        1.0
+    );
+
+    // A plaintext client cannot talk to the TLS server (the handshake fails; curl gets
+    // no HTTP response and says so).
+    let plain = Command::new("curl")
+        .args([
+            "-sS",
+            "-m",
+            "10",
+            &format!("http://{}/echo", incoming.router),
+        ])
+        .output()
+        .expect("curl");
+    assert!(!plain.status.success());
+}
+
+#[test]
+fn failed_handshakes_are_clear_fast_and_counted() {
+    let ca = pki(&scratch("tls-pki-bad"));
+    let other = pki(&scratch("tls-pki-other"));
+    let b = backend::start();
+    let incoming = node(
+        "tls-in-bad",
+        "127.0.2.2",
+        "incoming",
+        b.addr,
+        "",
+        &server_tls(&ca, false),
+    );
+    let server = format!(
+        "rt/incoming/server/{}/{}",
+        incoming.router.ip(),
+        incoming.router.port()
+    );
+
+    // A CA the client does not trust.
+    let wrong_ca = node(
+        "tls-wrong-ca",
+        "127.0.1.2",
+        "outgoing",
+        incoming.router,
+        &client_tls(&other, "linkerd", false),
+        "",
+    );
+    let r = curl(&[
+        "-sS",
+        "-m",
+        "20",
+        "-x",
+        &format!("http://{}", wrong_ca.router),
+        "http://web/echo",
+    ]);
+    assert_eq!(r.status, 502, "{r:?}");
+    // (Both CAs are named "Plexus mesh CA": the signature, not the name, gives it away.)
+    assert!(
+        r.body.contains("TLS handshake failed") && r.body.contains("refused"),
+        "{}",
+        r.body
+    );
+
+    // A name the certificate does not carry.
+    let wrong_name = node(
+        "tls-wrong-name",
+        "127.0.1.3",
+        "outgoing",
+        incoming.router,
+        &client_tls(&ca, "world", false),
+        "",
+    );
+    let r = curl(&[
+        "-sS",
+        "-m",
+        "20",
+        "-x",
+        &format!("http://{}", wrong_name.router),
+        "http://web/echo",
+    ]);
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(
+        r.body.contains("world") && r.body.contains("linkerd"),
+        "{}",
+        r.body
+    );
+
+    // The server saw both refusals.
+    let failures: f64 = [
+        "unknown_ca",
+        "bad_certificate",
+        "certificate_rejected",
+        "peer_rejected",
+        "protocol",
+    ]
+    .iter()
+    .map(|k| metric(&incoming, &format!("{server}/tls/handshake_failures/{k}")))
+    .sum();
+    assert!(failures >= 2.0, "handshake failures counted: {failures}");
+}
+
+#[test]
+fn mutual_tls_needs_the_client_certificate() {
+    let ca = pki(&scratch("tls-pki-mutual"));
+    let b = backend::start();
+    let incoming = node(
+        "tls-in-mutual",
+        "127.0.2.3",
+        "incoming",
+        b.addr,
+        "",
+        &server_tls(&ca, true),
+    );
+    let with_cert = node(
+        "tls-with-cert",
+        "127.0.1.4",
+        "outgoing",
+        incoming.router,
+        &client_tls(&ca, "linkerd", true),
+        "",
+    );
+    let r = curl(&[
+        "-sS",
+        "-m",
+        "20",
+        "-x",
+        &format!("http://{}", with_cert.router),
+        "http://web/echo",
+    ]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let without = node(
+        "tls-without-cert",
+        "127.0.1.5",
+        "outgoing",
+        incoming.router,
+        &client_tls(&ca, "linkerd", false),
+        "",
+    );
+    let r = curl(&[
+        "-sS",
+        "-m",
+        "20",
+        "-x",
+        &format!("http://{}", without.router),
+        "http://web/echo",
+    ]);
+    assert_ne!(r.status, 200, "{r:?}");
+}
