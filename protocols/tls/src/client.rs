@@ -191,13 +191,37 @@ impl ClientTls {
     }
 }
 
+/// Where the operating system keeps its CA bundle (Debian, Ubuntu, Alpine; Fedora, RHEL;
+/// macOS and the BSDs), after `SSL_CERT_FILE`.
+const SYSTEM_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The configured trust (`trustCertsBundle`, `trustCerts`), or, when neither is given,
+/// the system's CA bundle, as the JVM's default trust store served Linkerd (egress to
+/// public services). Plexus bundles no CAs of its own.
 fn trust_paths(settings: &ClientTlsSettings) -> Vec<PathBuf> {
-    settings
+    let configured: Vec<PathBuf> = settings
         .trust_certs_bundle
         .iter()
         .chain(settings.trust_certs.iter())
         .cloned()
-        .collect()
+        .collect();
+    if !configured.is_empty() {
+        return configured;
+    }
+    let system = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
+        .find(|p| p.is_file());
+    match system {
+        Some(path) => vec![path],
+        // Reported by root_store as a missing file naming where it looked.
+        None => vec![PathBuf::from(SYSTEM_BUNDLES[0])],
+    }
 }
 
 fn trust_anchors(

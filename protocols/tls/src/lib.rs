@@ -2,8 +2,9 @@
 //!
 //! A router accepts TLS with a [`ServerTls`] built from a server's `tls:` block
 //! ([`ServerTlsSettings`]) and originates TLS with a [`ClientTls`] built from a client's
-//! `tls:` block ([`ClientTlsSettings`]). Both run on rustls with the *ring* provider and
-//! trust only what the configuration names: no public root store is bundled.
+//! `tls:` block ([`ClientTlsSettings`]). Both run on rustls with the *ring* provider. A
+//! client trusts what its configuration names, or the operating system's CA bundle when
+//! it names nothing; no root store is bundled.
 //!
 //! What this crate adds on top of rustls:
 //! - the settings model with Linkerd's key names and a [`validate`](ServerTlsSettings::validate)

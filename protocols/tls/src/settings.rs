@@ -352,13 +352,6 @@ impl ClientTlsSettings {
                      server's certificate must carry",
                 ));
             }
-            if self.trust_certs_bundle.is_none() && self.trust_certs.is_empty() {
-                problems.push(SettingsProblem::new(
-                    "trustCertsBundle",
-                    "give trustCertsBundle or trustCerts: Plexus bundles no public CAs, so \
-                     a client that verifies servers must be told which CA to trust",
-                ));
-            }
         }
         if let Some(cn) = &self.common_name
             && let Err(why) = parse_template(cn)
@@ -557,7 +550,8 @@ mod tests {
         assert!(c.validate().is_empty());
         let missing = client("{}");
         let keys: Vec<&str> = missing.validate().iter().map(|p| p.key).collect();
-        assert_eq!(keys, vec!["commonName", "trustCertsBundle"]);
+        // No trust given means the system's CA bundle (checked when the client is built).
+        assert_eq!(keys, vec!["commonName"]);
         let off = client("enabled: false\n");
         assert!(off.validate().is_empty());
     }

@@ -651,12 +651,31 @@ fn setup_errors_name_the_file_and_the_problem() {
     assert_eq!(e.metric_label(), "settings");
     assert!(e.to_string().contains("caCertPath"), "{e}");
 
+    // No trust configured: the system's CA bundle, as the JVM's default trust store;
+    // a bundle that does not exist is named.
     let no_trust = ClientTlsSettings {
         common_name: Some("node-a.mesh".into()),
         ..Default::default()
     };
-    let e = ClientTls::new(&no_trust, &[]).expect_err("no trusted CA");
-    assert!(e.to_string().contains("trustCertsBundle"), "{e}");
+    let system = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+                "/etc/ssl/cert.pem",
+            ]
+            .map(std::path::PathBuf::from),
+        )
+        .find(|p| p.is_file());
+    match (system, ClientTls::new(&no_trust, &[])) {
+        (Some(_), built) => assert!(built.is_ok(), "system bundle refused: {:?}", built.err()),
+        (None, built) => {
+            let e = built.expect_err("no trust store at all");
+            assert!(e.to_string().contains("ca-certificates.crt"), "{e}");
+        }
+    }
 
     let disabled = ClientTlsSettings {
         enabled: false,
