@@ -194,3 +194,37 @@ fn h2_routers_take_h2_keys_and_refuse_http_ones() {
         ]
     );
 }
+
+#[test]
+fn grpc_classifiers_take_their_codes_and_only_theirs() {
+    let config = |classifier: &str| {
+        format!(
+            "routers:\n- protocol: h2\n  service:\n    responseClassifier: {classifier}\n  servers:\n  - port: 4142\n"
+        )
+    };
+    let problems = |classifier: &str| {
+        Config::parse(&config(classifier))
+            .expect("parses")
+            .validate()
+    };
+    assert!(problems("{kind: io.l5d.h2.grpc.default, successStatusCodes: [0, 5]}").is_empty());
+    assert!(
+        problems("{kind: io.l5d.h2.grpc.retryableStatusCodes, retryableStatusCodes: [14, 8]}")
+            .is_empty()
+    );
+    assert_eq!(
+        problems("{kind: io.l5d.h2.grpc.retryableStatusCodes}"),
+        vec![
+            "routers[0] (h2).service.responseClassifier: io.l5d.h2.grpc.retryableStatusCodes needs retryableStatusCodes"
+        ]
+    );
+    assert_eq!(
+        problems(
+            "{kind: io.l5d.h2.grpc.default, retryableStatusCodes: [1], successStatusCodes: [17]}"
+        ),
+        vec![
+            "routers[0] (h2).service.responseClassifier.successStatusCodes: 17 is not a gRPC status code (0 to 16)",
+            "routers[0] (h2).service.responseClassifier: retryableStatusCodes is not a setting of io.l5d.h2.grpc.default",
+        ]
+    );
+}

@@ -28,7 +28,8 @@ pub use router::{
     OneOrMany, PathIdentifier, Router, Server, StaticIdentifier, StaticLabel,
 };
 pub use stack::{
-    Backoff, Budget, ClientConfig, FailureAccrual, LoadBalancer, ServiceConfig, StackKind,
+    Backoff, Budget, ClientConfig, FailureAccrual, LoadBalancer, ResponseClassifier, ServiceConfig,
+    StackKind,
 };
 pub use telemeter::{
     DEFAULT_RECENT_CAPACITY, DEFAULT_ZIPKIN_PORT, DEFAULT_ZIPKIN_SAMPLE_RATE, MAX_RECENT_CAPACITY,
@@ -43,6 +44,16 @@ pub const HTTP_CLASSIFIERS: &[&str] = &[
     "io.l5d.http.retryableIdempotent5XX",
     "io.l5d.http.retryableAll5XX",
     "io.l5d.http.allSuccessful",
+];
+
+/// The gRPC classifiers of h2 routers (`successStatusCodes`, and for the last
+/// `retryableStatusCodes`).
+pub const GRPC_CLASSIFIERS: &[&str] = &[
+    "io.l5d.h2.grpc.default",
+    "io.l5d.h2.grpc.compliant",
+    "io.l5d.h2.grpc.alwaysRetryable",
+    "io.l5d.h2.grpc.neverRetryable",
+    "io.l5d.h2.grpc.retryableStatusCodes",
 ];
 
 /// The upgrades `peerUpgrades` may name.
@@ -307,6 +318,39 @@ impl Validation {
         }
     }
 
+    /// `successStatusCodes` / `retryableStatusCodes`: gRPC codes (0 to 16), only on the
+    /// gRPC classifiers that take them.
+    fn grpc_codes(&mut self, at: &str, c: &ResponseClassifier, h2: bool) {
+        let grpc = h2 && GRPC_CLASSIFIERS.contains(&c.kind.as_str());
+        let takes_retryable = c.kind == "io.l5d.h2.grpc.retryableStatusCodes";
+        for (key, codes, allowed) in [
+            ("successStatusCodes", &c.success_status_codes, grpc),
+            (
+                "retryableStatusCodes",
+                &c.retryable_status_codes,
+                takes_retryable,
+            ),
+        ] {
+            let Some(codes) = codes else { continue };
+            if !allowed {
+                self.problem(format!(
+                    "{at}.responseClassifier: {key} is not a setting of {}",
+                    c.kind
+                ));
+            } else if let Some(bad) = codes.iter().find(|c| **c > 16) {
+                self.problem(format!(
+                    "{at}.responseClassifier.{key}: {bad} is not a gRPC status code (0 to 16)"
+                ));
+            }
+        }
+        if takes_retryable && h2 && c.retryable_status_codes.is_none() {
+            self.problem(format!(
+                "{at}.responseClassifier: {} needs retryableStatusCodes",
+                c.kind
+            ));
+        }
+    }
+
     fn k8s_namer(&mut self, at: &str, label_selector: Option<&str>) {
         if label_selector.is_some_and(|l| l.is_empty() || l.contains([',', '=', '!', ' '])) {
             self.problem(format!(
@@ -560,14 +604,22 @@ impl Validation {
             self.budget(&format!("{at}.retries.budget"), &r.budget);
             self.backoff(&format!("{at}.retries.backoff"), &r.backoff);
         }
-        let (known, others) = match version {
-            HttpVersion::Http1 => (HTTP_CLASSIFIERS, H2_CLASSIFIERS),
-            HttpVersion::H2 => (H2_CLASSIFIERS, HTTP_CLASSIFIERS),
+        let h2 = version == HttpVersion::H2;
+        let known = |k: &str| match version {
+            HttpVersion::Http1 => HTTP_CLASSIFIERS.contains(&k),
+            HttpVersion::H2 => H2_CLASSIFIERS.contains(&k) || GRPC_CLASSIFIERS.contains(&k),
         };
+        let others = |k: &str| match version {
+            HttpVersion::Http1 => H2_CLASSIFIERS.contains(&k) || GRPC_CLASSIFIERS.contains(&k),
+            HttpVersion::H2 => HTTP_CLASSIFIERS.contains(&k),
+        };
+        if let Some(c) = &s.response_classifier {
+            self.grpc_codes(at, c, h2);
+        }
         if let Some(c) = &s.response_classifier
-            && !known.contains(&c.kind.as_str())
+            && !known(&c.kind)
         {
-            let why = if others.contains(&c.kind.as_str()) {
+            let why = if others(&c.kind) {
                 format!(
                     "is for {} routers",
                     if version == HttpVersion::H2 {

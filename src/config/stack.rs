@@ -208,10 +208,16 @@ pub struct Retries {
 
 /// `responseClassifier:` of a service.
 #[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResponseClassifier {
     /// `io.l5d.http.nonRetryable5XX` (default), `io.l5d.http.retryableRead5XX`,
     /// `io.l5d.http.retryableIdempotent5XX`, `io.l5d.http.retryableAll5XX` or
-    /// `io.l5d.http.allSuccessful`.
+    /// `io.l5d.http.allSuccessful`; their `io.l5d.h2.*` twins; or for gRPC
+    /// `io.l5d.h2.grpc.default`, `.compliant`, `.alwaysRetryable`, `.neverRetryable`,
+    /// `.retryableStatusCodes`.
     pub kind: String,
+    /// gRPC: the `grpc-status` codes that count as success (default `[0]`).
+    pub success_status_codes: Option<Vec<u32>>,
+    /// `io.l5d.h2.grpc.retryableStatusCodes`: the codes that may be retried.
+    pub retryable_status_codes: Option<Vec<u32>>,
 }

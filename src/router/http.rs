@@ -509,7 +509,7 @@ async fn dispatch(
     let replay = if upgrade || !classifier.retries_method(&parts.method) {
         Replay::Stream(Some(body))
     } else {
-        Replay::buffer(body, &parts.headers).await?
+        Replay::buffer(body, &parts.headers, h2).await?
     };
     let replayable = matches!(replay, Replay::Buffered(_));
     let method = parts.method.clone();
@@ -518,11 +518,17 @@ async fn dispatch(
             .headers()
             .get(h::L5D_RETRYABLE)
             .is_some_and(|v| retry::classify::l5d_retryable(v.as_bytes()));
+        let grpc_status = rsp
+            .headers()
+            .get(h::GRPC_STATUS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         classifier.classify(&Exchange {
             method: &method,
             outcome: RetryOutcome::Status(rsp.status()),
             l5d_retryable,
             body_replayable: replayable,
+            grpc_status,
         })
     };
 
@@ -561,6 +567,7 @@ async fn dispatch(
                 outcome: RetryOutcome::Error(attempt_error(e)),
                 l5d_retryable: false,
                 body_replayable: replayable,
+                grpc_status: None,
             }),
         };
         let time_left = deadline.map(|d| d.time_left(SystemTime::now()));
@@ -628,13 +635,26 @@ enum Replay {
     Buffered(Bytes),
     /// Streamed: only the first attempt gets it.
     Stream(Option<Incoming>),
+    /// Streamed after a prefix already read (an HTTP/2 body of unknown length that
+    /// turned out too big to keep): only the first attempt gets it.
+    Prefixed(Option<(Bytes, Incoming)>),
 }
 
 impl Replay {
     /// Keeps the body when it is empty or declared small enough; streams it otherwise.
-    async fn buffer(body: Incoming, headers: &http::HeaderMap) -> Result<Replay, ProxyError> {
+    /// HTTP/2 bodies of unknown length (gRPC requests) are read up to the bound: kept if
+    /// they end within it, streamed on (prefix first) if not. HTTP/1.1 chunked bodies are
+    /// never kept: Linkerd never retries them.
+    async fn buffer(
+        body: Incoming,
+        headers: &http::HeaderMap,
+        h2: bool,
+    ) -> Result<Replay, ProxyError> {
         if body.is_end_stream() {
             return Ok(Replay::Buffered(Bytes::new()));
+        }
+        if h2 && !headers.contains_key(header::CONTENT_LENGTH) {
+            return Replay::read_some(body).await;
         }
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -658,9 +678,45 @@ impl Replay {
     }
 
     /// The body of the next attempt, if there can be one.
+    /// Reads frames until the body ends (kept) or passes the bound (streamed on).
+    async fn read_some(mut body: Incoming) -> Result<Replay, ProxyError> {
+        let mut kept = bytes::BytesMut::new();
+        loop {
+            match body.frame().await {
+                None => return Ok(Replay::Buffered(kept.freeze())),
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        kept.extend_from_slice(data);
+                    } else {
+                        // Request trailers cannot be replayed from bytes: stream.
+                        return Ok(Replay::Prefixed(Some((kept.freeze(), body))));
+                    }
+                    if kept.len() > DEFAULT_RETRY_BUFFER_BYTES {
+                        return Ok(Replay::Prefixed(Some((kept.freeze(), body))));
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(ProxyError::new(
+                        ErrorKind::BadRequest,
+                        format!("cannot read the request body: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+
     fn next(&mut self) -> Option<ProxyBody> {
         match self {
             Replay::Buffered(b) => Some(full(b.clone())),
+            Replay::Prefixed(p) => p.take().map(|(prefix, rest)| {
+                use futures::StreamExt as _;
+                let prefix = futures::stream::once(async move {
+                    Ok::<_, BoxError>(http_body::Frame::data(prefix))
+                });
+                let rest = http_body_util::BodyStream::new(rest)
+                    .map(|f| f.map_err(|e| -> BoxError { Box::new(e) }));
+                http_body_util::StreamBody::new(prefix.chain(rest)).boxed_unsync()
+            }),
             Replay::Stream(s) => s
                 .take()
                 .map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),

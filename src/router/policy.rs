@@ -318,7 +318,7 @@ pub struct ServiceBlocks {
 #[derive(Debug, Default, Clone)]
 struct ServiceSettings {
     total_timeout_ms: Option<u64>,
-    classifier: Option<String>,
+    classifier: Option<config::ResponseClassifier>,
     budget: Option<config::Budget>,
     backoff: Option<config::Backoff>,
 }
@@ -326,7 +326,7 @@ struct ServiceSettings {
 fn service_settings(c: &ServiceConfig) -> ServiceSettings {
     ServiceSettings {
         total_timeout_ms: c.total_timeout_ms,
-        classifier: c.response_classifier.as_ref().map(|r| r.kind.clone()),
+        classifier: c.response_classifier.clone(),
         budget: c.retries.as_ref().and_then(|r| r.budget.clone()),
         backoff: c.retries.as_ref().and_then(|r| r.backoff.clone()),
     }
@@ -400,8 +400,8 @@ impl ServiceBlocks {
             total_timeout: m.total_timeout_ms.map(ms),
             classifier: m
                 .classifier
-                .as_deref()
-                .and_then(Classifier::from_kind)
+                .as_ref()
+                .and_then(Classifier::from_config)
                 .unwrap_or_default(),
             retry_budget: budget_params(m.budget),
             backoff,

@@ -38,6 +38,18 @@ pub fn helloworld_bin() -> PathBuf {
     .clone()
 }
 
+/// A binary of the examples package (`helloworld-client`, ...), built once per run.
+pub fn example_bin(name: &str) -> PathBuf {
+    let dir = helloworld_bin();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "plexus-examples", "--bin", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {name} failed");
+    dir.with_file_name(name)
+}
+
 /// A port free on 127.0.0.1 right now, from below the kernel's ephemeral range
 /// (32768-60999). Ports handed out by binding port 0 come from that range, where any
 /// outgoing connection of a concurrent test can take one between this call and the

@@ -38,6 +38,8 @@ pub const L5D_REQID: &str = "l5d-reqid";
 pub const L5D_ERR: &str = "l5d-err";
 /// Set on an error response when the request was never sent, so it can be retried.
 pub const L5D_RETRYABLE: &str = "l5d-retryable";
+/// gRPC's status, in the trailers (or the headers of a trailers-only response).
+pub const GRPC_STATUS: &str = "grpc-status";
 /// Plexus peers' upgrade offer (request) and answer (response): `h2`.
 pub const L5D_PEER_UPGRADE: &str = "l5d-peer-upgrade";
 /// The response classification (`1.0` success, `0.0` failure).

@@ -96,6 +96,9 @@ pub struct Exchange<'a> {
     /// The request body can be sent again. False for chunked requests, which Linkerd
     /// never retries.
     pub body_replayable: bool,
+    /// The response's `grpc-status` header, when it is in the headers (a gRPC
+    /// "trailers-only" response: a call that failed before any message).
+    pub grpc_status: Option<u32>,
 }
 
 /// A response classifier kind (`responseClassifier.kind`).
@@ -112,6 +115,116 @@ pub enum Classifier {
     RetryableAll5XX,
     /// `io.l5d.http.allSuccessful`: every response succeeds; errors fail, not retryable.
     AllSuccessful,
+    /// `io.l5d.h2.grpc.*`: judged by `grpc-status`.
+    Grpc(GrpcRule),
+}
+
+/// Which gRPC classifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrpcKind {
+    /// `io.l5d.h2.grpc.default`: UNAVAILABLE (14) is retryable.
+    Default,
+    /// `io.l5d.h2.grpc.compliant`: UNAVAILABLE, and HTTP 429/502/503/504 without a
+    /// `grpc-status` (a proxy's answer), are retryable.
+    Compliant,
+    /// `io.l5d.h2.grpc.alwaysRetryable`: every failure is retryable.
+    AlwaysRetryable,
+    /// `io.l5d.h2.grpc.neverRetryable`: nothing is retried.
+    NeverRetryable,
+    /// `io.l5d.h2.grpc.retryableStatusCodes`: the listed codes are retryable.
+    RetryableStatusCodes,
+}
+
+/// A set of gRPC status codes (0 to 31).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CodeSet(u32);
+
+impl CodeSet {
+    /// The codes listed (codes above 31 are ignored; validation refuses codes above 16).
+    pub fn of(codes: &[u32]) -> CodeSet {
+        CodeSet(codes.iter().filter(|c| **c < 32).fold(0, |s, c| s | 1 << c))
+    }
+
+    /// Whether `code` is in the set.
+    pub fn contains(self, code: u32) -> bool {
+        code < 32 && self.0 & (1 << code) != 0
+    }
+}
+
+/// The gRPC status UNAVAILABLE, retried by the default gRPC classifier.
+pub const GRPC_UNAVAILABLE: u32 = 14;
+
+/// A gRPC classifier with its settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GrpcRule {
+    /// Which classifier.
+    pub kind: GrpcKind,
+    /// `successStatusCodes` (default `[0]`).
+    pub success: CodeSet,
+    /// `retryableStatusCodes` (for [`GrpcKind::RetryableStatusCodes`]).
+    pub retryable: CodeSet,
+}
+
+impl GrpcRule {
+    /// The gRPC classifier named `kind` (`None` for other names).
+    pub fn from_kind(kind: &str, success: &[u32], retryable: &[u32]) -> Option<GrpcRule> {
+        let kind = match kind {
+            "io.l5d.h2.grpc.default" => GrpcKind::Default,
+            "io.l5d.h2.grpc.compliant" => GrpcKind::Compliant,
+            "io.l5d.h2.grpc.alwaysRetryable" => GrpcKind::AlwaysRetryable,
+            "io.l5d.h2.grpc.neverRetryable" => GrpcKind::NeverRetryable,
+            "io.l5d.h2.grpc.retryableStatusCodes" => GrpcKind::RetryableStatusCodes,
+            _ => return None,
+        };
+        Some(GrpcRule {
+            kind,
+            success: CodeSet::of(if success.is_empty() { &[0] } else { success }),
+            retryable: CodeSet::of(retryable),
+        })
+    }
+
+    /// Whether a failing `grpc-status` may be retried.
+    fn retryable_code(self, code: u32) -> bool {
+        match self.kind {
+            GrpcKind::Default | GrpcKind::Compliant => code == GRPC_UNAVAILABLE,
+            GrpcKind::AlwaysRetryable => true,
+            GrpcKind::NeverRetryable => false,
+            GrpcKind::RetryableStatusCodes => self.retryable.contains(code),
+        }
+    }
+
+    /// One attempt, by `grpc-status` when the headers carry it, else by HTTP status;
+    /// a 200 without `grpc-status` succeeds here (its status comes in the trailers).
+    fn classify(self, outcome: Outcome, grpc_status: Option<u32>) -> ResponseClass {
+        match (outcome, grpc_status) {
+            (Outcome::Error(e), _) => ResponseClass::Failure {
+                retryable: match self.kind {
+                    GrpcKind::AlwaysRetryable => e != AttemptError::Other,
+                    _ => false,
+                },
+            },
+            (Outcome::Status(_), Some(code)) if self.success.contains(code) => {
+                ResponseClass::Success
+            }
+            (Outcome::Status(_), Some(code)) => ResponseClass::Failure {
+                retryable: self.retryable_code(code),
+            },
+            (Outcome::Status(s), None) => {
+                let proxy_refusal = matches!(s.as_u16(), 429 | 502 | 503 | 504);
+                if s.is_success() {
+                    ResponseClass::Success
+                } else if self.kind == GrpcKind::Compliant && proxy_refusal {
+                    ResponseClass::RETRYABLE_FAILURE
+                } else if s.is_server_error() || proxy_refusal {
+                    ResponseClass::Failure {
+                        retryable: self.kind == GrpcKind::AlwaysRetryable,
+                    }
+                } else {
+                    ResponseClass::Success
+                }
+            }
+        }
+    }
 }
 
 impl Classifier {
@@ -124,7 +237,19 @@ impl Classifier {
         Classifier::AllSuccessful,
     ];
 
-    /// The kind named by a config `kind:` value; `None` for any other name. The h2
+    /// The classifier a `responseClassifier:` block names (`None` for an unknown kind).
+    pub fn from_config(c: &crate::config::ResponseClassifier) -> Option<Classifier> {
+        if let Some(rule) = GrpcRule::from_kind(
+            &c.kind,
+            c.success_status_codes.as_deref().unwrap_or(&[]),
+            c.retryable_status_codes.as_deref().unwrap_or(&[]),
+        ) {
+            return Some(Classifier::Grpc(rule));
+        }
+        Classifier::from_kind(&c.kind)
+    }
+
+    /// The HTTP kind named by a config `kind:` value; `None` for any other name. The h2
     /// twins (`io.l5d.h2.retryableRead5XX`, ...) are the same rules.
     pub fn from_kind(kind: &str) -> Option<Classifier> {
         let http = match kind.strip_prefix("io.l5d.h2.") {
@@ -142,6 +267,13 @@ impl Classifier {
             Classifier::RetryableIdempotent5XX => "io.l5d.http.retryableIdempotent5XX",
             Classifier::RetryableAll5XX => "io.l5d.http.retryableAll5XX",
             Classifier::AllSuccessful => "io.l5d.http.allSuccessful",
+            Classifier::Grpc(r) => match r.kind {
+                GrpcKind::Default => "io.l5d.h2.grpc.default",
+                GrpcKind::Compliant => "io.l5d.h2.grpc.compliant",
+                GrpcKind::AlwaysRetryable => "io.l5d.h2.grpc.alwaysRetryable",
+                GrpcKind::NeverRetryable => "io.l5d.h2.grpc.neverRetryable",
+                GrpcKind::RetryableStatusCodes => "io.l5d.h2.grpc.retryableStatusCodes",
+            },
         }
     }
 
@@ -153,6 +285,8 @@ impl Classifier {
         let unsafe_ = [Method::POST, Method::PATCH];
         let level = match self {
             Classifier::NonRetryable5XX | Classifier::AllSuccessful => return false,
+            // gRPC calls are all POSTs; whether one is retried depends on its status.
+            Classifier::Grpc(r) => return r.kind != GrpcKind::NeverRetryable,
             Classifier::RetryableRead5XX => 0,
             Classifier::RetryableIdempotent5XX => 1,
             Classifier::RetryableAll5XX => 2,
@@ -165,7 +299,10 @@ impl Classifier {
     /// Classifies one attempt, with the HTTP rules (`l5d-retryable`, replayable body)
     /// applied.
     pub fn classify(self, exchange: &Exchange<'_>) -> ResponseClass {
-        let class = self.classify_base(exchange.method, exchange.outcome);
+        let class = match self {
+            Classifier::Grpc(rule) => rule.classify(exchange.outcome, exchange.grpc_status),
+            _ => self.classify_base(exchange.method, exchange.outcome),
+        };
         let class = match (class, exchange.outcome) {
             (ResponseClass::Failure { retryable: false }, Outcome::Status(_))
                 if exchange.l5d_retryable =>
@@ -236,6 +373,7 @@ mod tests {
             outcome,
             l5d_retryable: false,
             body_replayable: true,
+            grpc_status: None,
         })
     }
 
@@ -330,6 +468,7 @@ mod tests {
                 outcome,
                 l5d_retryable: true,
                 body_replayable: true,
+                grpc_status: None,
             })
         };
         // The default classifier retries nothing, except what the header vouches for.
@@ -363,6 +502,7 @@ mod tests {
                         outcome,
                         l5d_retryable,
                         body_replayable: false,
+                        grpc_status: None,
                     });
                     assert!(!class.is_retryable(), "{} {outcome:?}", c.kind());
                     // Still counted as it would be otherwise.
@@ -411,5 +551,75 @@ mod tests {
         assert_eq!(success_class_header(S), "1.0");
         assert_eq!(success_class_header(R), "0.0");
         assert_eq!(success_class_header(N), "0.0");
+    }
+
+    fn grpc(kind: &str, success: &[u32], retryable: &[u32]) -> Classifier {
+        Classifier::Grpc(GrpcRule::from_kind(kind, success, retryable).expect("grpc kind"))
+    }
+
+    fn judge(c: Classifier, status: u16, grpc_status: Option<u32>) -> ResponseClass {
+        c.classify(&Exchange {
+            method: &Method::POST,
+            outcome: Outcome::Status(StatusCode::from_u16(status).unwrap()),
+            l5d_retryable: false,
+            body_replayable: true,
+            grpc_status,
+        })
+    }
+
+    #[test]
+    fn grpc_classifiers_judge_grpc_status() {
+        let default = grpc("io.l5d.h2.grpc.default", &[], &[]);
+        assert_eq!(judge(default, 200, Some(0)), ResponseClass::Success);
+        assert_eq!(
+            judge(default, 200, Some(14)),
+            ResponseClass::RETRYABLE_FAILURE
+        );
+        assert_eq!(
+            judge(default, 200, Some(13)),
+            ResponseClass::NON_RETRYABLE_FAILURE
+        );
+        // Status still to come in the trailers: not a failure yet.
+        assert_eq!(judge(default, 200, None), ResponseClass::Success);
+        assert_eq!(
+            judge(default, 503, None),
+            ResponseClass::NON_RETRYABLE_FAILURE
+        );
+        assert!(default.retries_method(&Method::POST));
+
+        let compliant = grpc("io.l5d.h2.grpc.compliant", &[], &[]);
+        assert_eq!(
+            judge(compliant, 503, None),
+            ResponseClass::RETRYABLE_FAILURE
+        );
+        assert_eq!(
+            judge(compliant, 500, None),
+            ResponseClass::NON_RETRYABLE_FAILURE
+        );
+
+        let listed = grpc("io.l5d.h2.grpc.retryableStatusCodes", &[0, 5], &[4, 8]);
+        assert_eq!(judge(listed, 200, Some(5)), ResponseClass::Success);
+        assert_eq!(
+            judge(listed, 200, Some(8)),
+            ResponseClass::RETRYABLE_FAILURE
+        );
+        assert_eq!(
+            judge(listed, 200, Some(14)),
+            ResponseClass::NON_RETRYABLE_FAILURE
+        );
+
+        let never = grpc("io.l5d.h2.grpc.neverRetryable", &[], &[]);
+        assert_eq!(
+            judge(never, 200, Some(14)),
+            ResponseClass::NON_RETRYABLE_FAILURE
+        );
+        assert!(!never.retries_method(&Method::POST));
+        let always = grpc("io.l5d.h2.grpc.alwaysRetryable", &[], &[]);
+        assert_eq!(
+            judge(always, 200, Some(3)),
+            ResponseClass::RETRYABLE_FAILURE
+        );
+        assert_eq!(always.kind(), "io.l5d.h2.grpc.alwaysRetryable");
+        assert!(GrpcRule::from_kind("io.l5d.h2.grpc.nope", &[], &[]).is_none());
     }
 }

@@ -1,0 +1,121 @@
+//! gRPC through an h2 router, end to end, with the tutorial's gRPC apps (tonic): the
+//! client calls `helloworld.Hello` through Plexus, hello calls `helloworld.World`
+//! through the same Plexus (forwarding `l5d-ctx-*`), routed by `:path` as the gRPC
+//! tutorial's config does (`io.l5d.header.path`, one segment). A World instance that
+//! fails every call with UNAVAILABLE is retried around by `io.l5d.h2.grpc.default`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use support::{
+    Proc, curl, example_bin, free_port, helloworld_bin, listening, plexus_bin, scratch, wait_for,
+};
+
+fn app(dir: &std::path::Path, name: &str, args: &[&str]) -> (Proc, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut cmd = Command::new(helloworld_bin());
+    cmd.args(["-protocol", "grpc"])
+        .arg(format!("-addr={addr}"))
+        .args(args)
+        .env_clear()
+        .env("POD_IP", "127.0.0.1");
+    let p = Proc::spawn(&mut cmd, dir.join(format!("{name}.log")));
+    wait_for(&format!("{name} to listen"), || listening(addr));
+    (p, addr)
+}
+
+fn write(dir: &std::path::Path, file: &str, addrs: &[SocketAddr]) {
+    let text: String = addrs
+        .iter()
+        .map(|a| format!("{} {}\n", a.ip(), a.port()))
+        .collect();
+    std::fs::write(dir.join(file), text).expect("write");
+}
+
+#[test]
+fn grpc_hello_world_through_an_h2_router_with_retries_on_unavailable() {
+    let dir = scratch("grpc-mesh");
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("disco");
+    let (port, admin) = (free_port(), free_port());
+    let plexus_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let (_world, world) = app(&dir, "world", &["-text=world"]);
+    let (_broken, broken) = app(&dir, "world-broken", &["-text=world", "-failure-rate=1"]);
+    let (_hello, hello) = app(
+        &dir,
+        "hello",
+        &["-text=hello", &format!("-target={plexus_addr}")],
+    );
+    write(&disco, "helloworld.Hello", &[hello]);
+    write(&disco, "helloworld.World", &[world, broken]);
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: {admin}}}\n\
+namers:\n- kind: io.l5d.fs\n  rootDir: {disco}\n\
+routers:\n- protocol: h2\n  label: grpc\n  dtab: /svc => /#/io.l5d.fs;\n  identifier:\n    kind: io.l5d.header.path\n    segments: 1\n  service:\n    responseClassifier:\n      kind: io.l5d.h2.grpc.default\n  client:\n    failureAccrual:\n      kind: none\n  servers:\n  - port: {port}\n",
+        disco = disco.display()
+    );
+    std::fs::write(dir.join("plexus.yaml"), config).expect("config");
+    let _plexus = Proc::spawn(
+        Command::new(plexus_bin())
+            .arg("run")
+            .arg(dir.join("plexus.yaml")),
+        dir.join("plexus.log"),
+    );
+    wait_for("plexus to serve", || listening(plexus_addr));
+
+    let client = example_bin("helloworld-client");
+    for _ in 0..12 {
+        let out = Command::new(&client)
+            .arg(plexus_addr.to_string())
+            .output()
+            .expect("client");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.trim(), "hello (127.0.0.1) world (127.0.0.1)!!");
+    }
+    let out = Command::new(&client)
+        .args(["-streaming", &plexus_addr.to_string()])
+        .output()
+        .expect("client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+
+    // The broken instance answered UNAVAILABLE (trailers-only); the classifier retried.
+    let metrics: serde_json::Value = serde_json::from_str(
+        &curl(&[
+            "-sS",
+            &format!("http://127.0.0.1:{admin}/admin/metrics.json"),
+        ])
+        .body,
+    )
+    .expect("json");
+    let n = |k: &str| {
+        metrics
+            .get(k)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    assert!(
+        n("rt/grpc/service/svc/helloworld.World/retries/total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        n("rt/grpc/service/svc/helloworld.World/failures"),
+        0.0,
+        "{metrics}"
+    );
+    assert!(
+        n("rt/grpc/service/svc/helloworld.Hello/success") >= 13.0,
+        "{metrics}"
+    );
+}
