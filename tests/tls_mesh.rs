@@ -314,3 +314,95 @@ fn mutual_tls_needs_the_client_certificate() {
     ]);
     assert_ne!(r.status, 200, "{r:?}");
 }
+
+/// `peerUpgrades: [h2, tls]` with an incoming server that takes TLS and plaintext
+/// (`acceptPlaintext`): the first request goes in the clear with the offer, then the hop
+/// is TLS + HTTP/2; an endpoint that is not a Plexus keeps getting plain HTTP/1.1.
+#[test]
+fn tls_and_h2_are_negotiated_with_peers_and_skipped_with_others() {
+    let ca = pki(&scratch("tls-pki-negotiated"));
+    let b = backend::start();
+    let mut server = server_tls(&ca, false);
+    server.push_str("    acceptPlaintext: true\n");
+    let incoming = node(
+        "tls-in-negotiated",
+        "127.0.2.4",
+        "incoming",
+        b.addr,
+        "",
+        &server,
+    );
+    let negotiated = format!(
+        "  client:\n    peerUpgrades: [h2, tls]\n    tls:\n      commonName: linkerd\n      trustCertsBundle: {}\n",
+        ca.join("ca.pem").display()
+    );
+    let outgoing = node(
+        "tls-out-negotiated",
+        "127.0.1.6",
+        "outgoing",
+        incoming.router,
+        &negotiated,
+        "",
+    );
+    let proxy = format!("http://{}", outgoing.router);
+    let server_key = format!(
+        "rt/incoming/server/{}/{}",
+        incoming.router.ip(),
+        incoming.router.port()
+    );
+    for i in 0..4 {
+        let r = curl(&["-sS", "-x", &proxy, &format!("http://web/echo/{i}")]);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            r.body.starts_with(&format!("GET /echo/{i} HTTP/1.1")),
+            "{}",
+            r.body
+        );
+        assert!(!r.body.contains("l5d-peer-upgrade"), "{}", r.body);
+    }
+    assert_eq!(
+        metric(
+            &incoming,
+            &format!("{server_key}/protocol/http/1.1/requests")
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&incoming, &format!("{server_key}/protocol/h2/requests")),
+        3.0
+    );
+    assert!(metric(&incoming, &format!("{server_key}/tls/connections")) >= 1.0);
+    let state: serde_json::Value = serde_json::from_str(
+        &curl(&[
+            "-sS",
+            &format!("http://{}/client_state.json", outgoing.admin),
+        ])
+        .body,
+    )
+    .expect("json");
+    assert_eq!(
+        state["/#/io.l5d.fs/web"]["protocols"][incoming.router.to_string()],
+        "h2+tls",
+        "{state}"
+    );
+
+    // Straight to a backend that is not a Plexus: plain HTTP/1.1, requests work.
+    let direct = node(
+        "tls-out-plain-peer",
+        "127.0.1.7",
+        "outgoing",
+        b.addr,
+        &negotiated,
+        "",
+    );
+    for _ in 0..3 {
+        let r = curl(&[
+            "-sS",
+            "-x",
+            &format!("http://{}", direct.router),
+            "http://web/echo",
+        ]);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.body.starts_with("GET /echo HTTP/1.1"), "{}", r.body);
+    }
+}

@@ -57,7 +57,7 @@ pub const GRPC_CLASSIFIERS: &[&str] = &[
 ];
 
 /// The upgrades `peerUpgrades` may name.
-pub const PEER_UPGRADES: &[&str] = &["h2"];
+pub const PEER_UPGRADES: &[&str] = &["h2", "tls"];
 
 /// The response classifiers of h2 routers: the twins of [`HTTP_CLASSIFIERS`].
 pub const H2_CLASSIFIERS: &[&str] = &[
@@ -417,6 +417,11 @@ impl Validation {
             {
                 self.problem(format!("{sat}.tls.{}: {}", p.key, p.message));
             }
+            if s.accept_plaintext.is_some() && s.tls.is_none() {
+                self.problem(format!(
+                    "{sat}: acceptPlaintext is only meaningful with tls (it lets peers negotiate TLS)"
+                ));
+            }
             self.keys(
                 &sat,
                 &[
@@ -649,6 +654,11 @@ impl Validation {
             self.problem(format!("{at}.tls.{}: {}", p.key, p.message));
         }
         for u in c.peer_upgrades.iter().flatten() {
+            if u == "tls" && c.tls.is_none() {
+                self.problem(format!(
+                    "{at}.peerUpgrades: tls needs the client's tls settings (commonName, trust) in this block"
+                ));
+            }
             if !PEER_UPGRADES.contains(&u.as_str()) {
                 self.problem(format!(
                     "{at}.peerUpgrades: unknown upgrade {u:?}; known: {}",

@@ -220,6 +220,9 @@ pub struct Server {
     pub window_update_ratio: Option<f64>,
     /// Accept TLS on this server (Linkerd's server `tls:` keys).
     pub tls: Option<plexus_tls::ServerTlsSettings>,
+    /// Plexus only, with `tls`: also accept plaintext on the same port (told apart by
+    /// the first byte), so Plexus peers can negotiate TLS (`peerUpgrades: [tls]`).
+    pub accept_plaintext: Option<bool>,
     /// Not implemented yet.
     pub socket_options: NotYet,
     /// Not implemented yet.

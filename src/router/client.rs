@@ -61,6 +61,8 @@ pub struct Dial<'a> {
     pub version: crate::config::HttpVersion,
     /// `peerUpgrades: [h2]`.
     pub upgrade_h2: bool,
+    /// `peerUpgrades: [tls]`: the client's TLS is used only with peers that accept it.
+    pub negotiate_tls: bool,
     /// The client's `tls:`.
     pub tls: Option<&'a ClientTlsTarget>,
 }
@@ -202,7 +204,15 @@ pub async fn send(
 ) -> Result<Response<ProxyBody>, SendError> {
     match dial.version {
         crate::config::HttpVersion::H2 => send_h2(dial, req).await,
-        crate::config::HttpVersion::Http1 if !dial.upgrade_h2 || stays_http1(&req) => {
+        crate::config::HttpVersion::Http1 if stays_http1(&req) => {
+            // Never upgraded; plaintext unless the client's TLS is mandatory.
+            let plain = Dial {
+                tls: if dial.negotiate_tls { None } else { dial.tls },
+                ..*dial
+            };
+            send_http1(&plain, req).await
+        }
+        crate::config::HttpVersion::Http1 if !dial.upgrade_h2 && !dial.negotiate_tls => {
             send_http1(dial, req).await
         }
         crate::config::HttpVersion::Http1 => send_to_peer(dial, req).await,
@@ -219,21 +229,40 @@ async fn send_to_peer(
     dial: &Dial<'_>,
     req: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, SendError> {
-    let addr = dial.addr;
-    use super::peer::{self, PeerState};
+    use super::peer::{self, PeerState, Upgrades};
     use plexus_http::headers as h;
+    let addr = dial.addr;
+    let offer = Upgrades {
+        h2: dial.upgrade_h2,
+        tls: dial.negotiate_tls && dial.tls.is_some(),
+    };
+    // Before (or without) an upgrade: TLS only when the client's TLS is not negotiated.
+    let plain = Dial {
+        tls: if dial.negotiate_tls { None } else { dial.tls },
+        ..*dial
+    };
     let now = std::time::Instant::now();
     match peer::state(addr, now) {
-        PeerState::H2 => {
-            let (mut parts, body) = req.into_parts();
-            h::to_h2_request(&mut parts);
-            match send_h2(dial, Request::from_parts(parts, body)).await {
+        PeerState::Peer(accepted) => {
+            let using = accepted.and(offer);
+            let upgraded = Dial {
+                tls: if using.tls { dial.tls } else { plain.tls },
+                ..*dial
+            };
+            let sent = if using.h2 {
+                let (mut parts, body) = req.into_parts();
+                h::to_h2_request(&mut parts);
+                send_h2(&upgraded, Request::from_parts(parts, body)).await
+            } else {
+                send_http1(&upgraded, req).await
+            };
+            match sent {
                 Err(SendError {
                     error,
                     unsent: Some(unsent),
                 }) => {
-                    // The peer's HTTP/2 connection is gone: negotiate again, and give
-                    // the request back as HTTP/1.1 so it can be requeued.
+                    // The upgraded connection could not be made: negotiate again, and
+                    // give the request back as HTTP/1.1 so it can be requeued.
                     peer::learn(addr, PeerState::Unknown);
                     let (mut parts, body) = unsent.into_parts();
                     h::to_h1_request(&mut parts);
@@ -245,12 +274,14 @@ async fn send_to_peer(
                 other => other,
             }
         }
-        PeerState::Plain { .. } => send_http1(dial, req).await,
+        PeerState::Plain { .. } => send_http1(&plain, req).await,
         PeerState::Unknown => {
             let mut req = req;
-            req.headers_mut()
-                .insert(h::L5D_PEER_UPGRADE, http::HeaderValue::from_static("h2"));
-            let mut rsp = match send_http1(dial, req).await {
+            if let Some(value) = offer.header() {
+                req.headers_mut()
+                    .insert(h::L5D_PEER_UPGRADE, http::HeaderValue::from_static(value));
+            }
+            let mut rsp = match send_http1(&plain, req).await {
                 Ok(rsp) => rsp,
                 Err(mut e) => {
                     if let Some(unsent) = e.unsent.as_mut() {
@@ -259,12 +290,11 @@ async fn send_to_peer(
                     return Err(e);
                 }
             };
-            let learned = if peer::accepted_h2(rsp.headers()) {
-                PeerState::H2
-            } else {
-                PeerState::Plain {
+            let learned = match peer::parse(rsp.headers()) {
+                Some(accepted) => PeerState::Peer(accepted),
+                None => PeerState::Plain {
                     until: now + peer::PLAIN_RECHECK,
-                }
+                },
             };
             rsp.headers_mut().remove(h::L5D_PEER_UPGRADE);
             peer::learn(addr, learned);

@@ -78,6 +78,8 @@ pub struct ClientEntry {
     attempt_timeout: Option<Duration>,
     /// May carry HTTP/1.1 over HTTP/2 to Plexus peers (`peerUpgrades: [h2]`).
     upgrade_h2: bool,
+    /// Uses its TLS only with peers that accept it (`peerUpgrades: [tls]`).
+    negotiate_tls: bool,
     /// The client's TLS (`tls:`), if any.
     tls: Option<super::policy::ClientTlsTarget>,
     /// Failure counts this worker last reported a success against, per endpoint.
@@ -212,6 +214,7 @@ impl Worker {
             ),
             attempt_timeout: policy.attempt_timeout,
             upgrade_h2: policy.upgrade_h2,
+            negotiate_tls: policy.negotiate_tls,
             tls: policy.tls.clone(),
             reported: RefCell::default(),
             used: Cell::new(now),
@@ -289,8 +292,14 @@ pub async fn handle(
     };
     inflight.finish(Some(rsp.status().as_u16()), failure);
     if offered {
+        // h2 always (this port takes it); tls when this server can also do TLS.
+        let answer = if server.tls.is_some() && server.accept_plaintext {
+            "h2, tls"
+        } else {
+            "h2"
+        };
         rsp.headers_mut()
-            .insert(h::L5D_PEER_UPGRADE, HeaderValue::from_static("h2"));
+            .insert(h::L5D_PEER_UPGRADE, HeaderValue::from_static(answer));
     }
     if server.clear_context {
         // Edges never leak routing details: drop l5d-* headers, and Plexus's error text.
@@ -767,6 +776,7 @@ async fn forward(
             connect_timeout: worker.router.connect_timeout,
             version: worker.router.version,
             upgrade_h2: client.upgrade_h2,
+            negotiate_tls: client.negotiate_tls,
             tls: client.tls.as_ref(),
         };
         let sent = client::send(&dial, req);

@@ -41,6 +41,9 @@ pub struct ServerSpec {
     pub addr: SocketAddr,
     /// TLS to accept (server `tls:`), certificates reloaded when their files change.
     pub tls: Option<Arc<plexus_tls::ServerTls>>,
+    /// With `tls`: plaintext is accepted too (`acceptPlaintext`), for peers that have
+    /// not negotiated TLS.
+    pub accept_plaintext: bool,
     /// Strip inbound `l5d-*` headers and sanitise responses (edge servers).
     pub clear_context: bool,
     /// Refuse requests that passed more proxies than this (`Via` entries).
@@ -314,6 +317,7 @@ impl Router {
             servers.push(ServerSpec {
                 addr,
                 tls,
+                accept_plaintext: s.accept_plaintext.unwrap_or(false),
                 clear_context: s.clear_context.unwrap_or(false),
                 max_call_depth: s.max_call_depth.unwrap_or(1000) as usize,
                 h2: (version == config::HttpVersion::H2).then(|| H2Settings::from_config(s)),

@@ -1,14 +1,17 @@
-//! Negotiated upgrades between Plexus peers: HTTP/1.1 carried over HTTP/2.
+//! Negotiated upgrades between Plexus peers: HTTP/1.1 carried over HTTP/2, plaintext
+//! turned into TLS.
 //!
-//! When a client may upgrade (`peerUpgrades: [h2]`), its first request to an endpoint
-//! goes out as the application sent it, plus the offer `l5d-peer-upgrade: h2`. A Plexus
-//! router accepts HTTP/1.1 and HTTP/2 (prior knowledge) on the same port, so it strips
-//! the offer and answers `l5d-peer-upgrade: h2`. From then on this worker sends that
-//! endpoint's requests as streams of one HTTP/2 connection, and the peer turns them
-//! back into HTTP/1.1 for the application (Host, bodies, trailers intact). Anything
-//! else, an application or another proxy, ignores the offer, the answer lacks the
-//! header, and the endpoint is remembered as plain HTTP/1.1 for
-//! [`PLAIN_RECHECK`] before being offered again. `Upgrade` and `CONNECT` requests always
+//! When a client may upgrade (`peerUpgrades: [h2, tls]`), its first request to an
+//! endpoint goes out as the application sent it, plus the offer `l5d-peer-upgrade: h2,
+//! tls` (what the client may use). A Plexus router accepts HTTP/1.1 and HTTP/2 (prior
+//! knowledge) on the same port, and, when its server has `tls` with
+//! `acceptPlaintext: true`, TLS and plaintext on the same port too; it strips the offer
+//! and answers with what it accepts (`h2`, plus `tls` when it has a certificate). From
+//! then on this worker sends that endpoint's requests the best way both sides allow:
+//! streams of one HTTP/2 connection, inside TLS; the peer turns them back into HTTP/1.1
+//! for the application (Host, bodies, trailers intact). Anything else, an application
+//! or another proxy, ignores the offer, the answer lacks the header, and the endpoint is
+//! remembered as plain HTTP/1.1 for [`PLAIN_RECHECK`] before being offered again. `Upgrade` and `CONNECT` requests always
 //! stay HTTP/1.1 end to end. If an HTTP/2 connection to a peer cannot be made, the
 //! endpoint goes back to unknown and the next request negotiates again.
 //!
@@ -25,18 +28,47 @@ use std::time::{Duration, Instant};
 /// How long an endpoint that did not take the offer is left alone.
 pub const PLAIN_RECHECK: Duration = Duration::from_secs(300);
 
+/// Upgrades offered, accepted, or in use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Upgrades {
+    /// HTTP/1.1 carried over HTTP/2.
+    pub h2: bool,
+    /// TLS instead of plaintext.
+    pub tls: bool,
+}
+
+impl Upgrades {
+    /// What both sides allow.
+    pub fn and(self, other: Upgrades) -> Upgrades {
+        Upgrades {
+            h2: self.h2 && other.h2,
+            tls: self.tls && other.tls,
+        }
+    }
+
+    /// The header value: `h2`, `tls` or `h2, tls`; `None` when empty.
+    pub fn header(self) -> Option<&'static str> {
+        match (self.h2, self.tls) {
+            (true, true) => Some("h2, tls"),
+            (true, false) => Some("h2"),
+            (false, true) => Some("tls"),
+            (false, false) => None,
+        }
+    }
+}
+
 /// What is known about an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerState {
-    /// Never asked (or asked again after a failure): offer the upgrade.
+    /// Never asked (or asked again after a failure): offer the upgrades.
     Unknown,
-    /// Did not take the offer; plain HTTP/1.1 until then.
+    /// Did not take the offer; as the application sent it until then.
     Plain {
         /// When to offer again.
         until: Instant,
     },
-    /// A Plexus peer accepting HTTP/2.
-    H2,
+    /// A Plexus peer accepting these upgrades.
+    Peer(Upgrades),
 }
 
 impl PeerState {
@@ -44,7 +76,12 @@ impl PeerState {
         match self {
             PeerState::Unknown => "unknown",
             PeerState::Plain { .. } => "http/1.1",
-            PeerState::H2 => "h2",
+            PeerState::Peer(u) => match (u.h2, u.tls) {
+                (true, true) => "h2+tls",
+                (true, false) => "h2",
+                (false, true) => "http/1.1+tls",
+                (false, false) => "http/1.1 (peer)",
+            },
         }
     }
 }
@@ -96,14 +133,21 @@ pub fn negotiated(addr: SocketAddr) -> Option<&'static str> {
     Some(shared().lock().ok()?.get(&addr)?.label())
 }
 
-/// Whether a response answers the offer with `h2`.
-pub fn accepted_h2(headers: &http::HeaderMap) -> bool {
-    headers
+/// The upgrades a header (offer or answer) names; `None` without the header.
+pub fn parse(headers: &http::HeaderMap) -> Option<Upgrades> {
+    let mut found = None;
+    for v in headers
         .get_all(plexus_http::headers::L5D_PEER_UPGRADE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("h2"))
+    {
+        let u: &mut Upgrades = found.get_or_insert_with(Upgrades::default);
+        for t in v.split(',').map(str::trim) {
+            u.h2 |= t.eq_ignore_ascii_case("h2");
+            u.tls |= t.eq_ignore_ascii_case("tls");
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -128,16 +172,43 @@ mod tests {
             }
         );
         assert_eq!(state(addr, now + PLAIN_RECHECK), PeerState::Unknown);
-        learn(addr, PeerState::H2);
-        assert_eq!(state(addr, now), PeerState::H2);
-        assert_eq!(negotiated(addr), Some("h2"));
+        let both = PeerState::Peer(Upgrades {
+            h2: true,
+            tls: true,
+        });
+        learn(addr, both);
+        assert_eq!(state(addr, now), both);
+        assert_eq!(negotiated(addr), Some("h2+tls"));
     }
 
     #[test]
-    fn the_answer_is_read_from_any_value() {
+    fn offers_and_answers_are_read_from_any_value() {
         let mut h = http::HeaderMap::new();
-        assert!(!accepted_h2(&h));
-        h.append("l5d-peer-upgrade", "tls, H2".parse().unwrap());
-        assert!(accepted_h2(&h));
+        assert_eq!(parse(&h), None);
+        h.append("l5d-peer-upgrade", "H2".parse().unwrap());
+        assert_eq!(
+            parse(&h),
+            Some(Upgrades {
+                h2: true,
+                tls: false
+            })
+        );
+        h.append("l5d-peer-upgrade", "tls, zstd".parse().unwrap());
+        assert_eq!(
+            parse(&h),
+            Some(Upgrades {
+                h2: true,
+                tls: true
+            })
+        );
+        assert_eq!(
+            Upgrades {
+                h2: true,
+                tls: true
+            }
+            .header(),
+            Some("h2, tls")
+        );
+        assert_eq!(Upgrades::default().header(), None);
     }
 }

@@ -272,6 +272,7 @@ impl ClientBlocks {
             requeue_budget: budget_params(merged.requeue_budget),
             attempt_timeout: merged.attempt_timeout_ms.map(ms),
             upgrade_h2: merged.peer_upgrades.iter().flatten().any(|u| u == "h2"),
+            negotiate_tls: merged.peer_upgrades.iter().flatten().any(|u| u == "tls"),
             tls: merged.tls.map(|setup| {
                 let name = setup
                     .settings

@@ -36,6 +36,8 @@ pub struct ClientPolicy {
     pub attempt_timeout: Option<std::time::Duration>,
     /// `peerUpgrades: [h2]`: HTTP/1.1 may ride HTTP/2 to Plexus peers.
     pub upgrade_h2: bool,
+    /// `peerUpgrades: [tls]`: `tls` is used only with peers that accept it.
+    pub negotiate_tls: bool,
     /// `tls:`: originate TLS to the endpoints.
     pub tls: Option<super::policy::ClientTlsTarget>,
 }

@@ -278,6 +278,10 @@ impl Actor for HttpConnection {
             let Some(tls) = &spec.tls else {
                 return serve(TokioIo::new(stream), &spec, svc, head_limit, drain).await;
             };
+            if spec.accept_plaintext && !starts_with_tls(&stream).await {
+                // A peer that has not negotiated TLS (or an application): plaintext.
+                return serve(TokioIo::new(stream), &spec, svc, head_limit, drain).await;
+            }
             let peer = stream.peer_addr().ok();
             match tls.accept(stream).await {
                 Ok(stream) => {
@@ -296,6 +300,16 @@ impl Actor for HttpConnection {
     fn stopped(&mut self, _: &mut Self::Context) {
         let _ = &self.guard;
     }
+}
+
+/// Whether a connection opens with a TLS handshake record (content type 22). Waits for
+/// the first byte without consuming it, for at most the header read timeout.
+async fn starts_with_tls(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0] == 0x16
+    )
 }
 
 /// Serves one connection (plain or TLS) with the router's protocol: HTTP/2 for h2
