@@ -205,7 +205,29 @@ impl Layout {
     /// The Plexus configuration of node `n`: the tutorial's DaemonSet config (linkerd.yml)
     /// with this node's addresses and the simulated API as its `kubectl proxy`.
     pub fn node_config(&self, n: u8) -> String {
+        self.node_config_with(n, None)
+    }
+
+    /// [`Layout::node_config`] with the hop between nodes upgraded: when `certs` (a
+    /// directory from `plexus tls init` + `plexus tls issue DIR linkerd`) is given, the
+    /// outgoing router negotiates TLS and HTTP/2 with the other nodes' incoming routers
+    /// (`peerUpgrades: [h2, tls]`), which take TLS and plaintext on one port.
+    pub fn node_config_with(&self, n: u8, certs: Option<&std::path::Path>) -> String {
         let ip = plexus_ip(n);
+        let (client, server) = match certs {
+            None => (String::new(), String::new()),
+            Some(dir) => (
+                format!(
+                    "  client:\n    peerUpgrades: [h2, tls]\n    tls:\n      commonName: linkerd\n      trustCertsBundle: {}\n",
+                    dir.join("ca.pem").display()
+                ),
+                format!(
+                    "    tls:\n      certPath: {}\n      keyPath: {}\n    acceptPlaintext: true\n",
+                    dir.join("linkerd.pem").display(),
+                    dir.join("linkerd-key.pk8.pem").display()
+                ),
+            ),
+        };
         let dtab = "    /srv        => /#/io.l5d.k8s/default/http;\n    \
                     /host       => /srv;\n    \
                     /svc        => /host;\n    \
@@ -216,8 +238,8 @@ admin:\n  ip: {ip}\n  port: {ADMIN_PORT}\n\n\
 namers:\n- kind: io.l5d.k8s\n  host: {api_ip}\n  port: {api_port}\n\n\
 telemetry:\n- kind: io.l5d.prometheus\n\n\
 routers:\n\
-- protocol: http\n  label: outgoing\n  dtab: |\n{dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.daemonset\n      namespace: default\n      port: incoming\n      service: l5d\n  servers:\n  - port: {OUTGOING_PORT}\n    ip: {ip}\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n\n\
-- protocol: http\n  label: incoming\n  dtab: |\n{dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.localnode\n  servers:\n  - port: {INCOMING_PORT}\n    ip: {ip}\n",
+- protocol: http\n  label: outgoing\n  dtab: |\n{dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.daemonset\n      namespace: default\n      port: incoming\n      service: l5d\n  servers:\n  - port: {OUTGOING_PORT}\n    ip: {ip}\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n{client}\n\
+- protocol: http\n  label: incoming\n  dtab: |\n{dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.localnode\n  servers:\n  - port: {INCOMING_PORT}\n    ip: {ip}\n{server}",
             api_ip = self.api.ip(),
             api_port = self.api.port(),
         )
@@ -256,6 +278,14 @@ mod tests {
         for n in layout.nodes.clone() {
             let config = Config::parse(&layout.node_config(n)).expect("parses");
             assert_eq!(config.validate(), Vec::<String>::new());
+            let dir = std::path::Path::new("/certs");
+            let upgraded = layout.node_config_with(n, Some(dir));
+            let config = Config::parse(&upgraded).expect("parses");
+            assert_eq!(config.validate(), Vec::<String>::new(), "{upgraded}");
+            assert!(
+                upgraded.contains("peerUpgrades: [h2, tls]")
+                    && upgraded.contains("acceptPlaintext: true")
+            );
         }
     }
 }
