@@ -406,3 +406,54 @@ fn tls_and_h2_are_negotiated_with_peers_and_skipped_with_others() {
         assert!(r.body.starts_with("GET /echo HTTP/1.1"), "{}", r.body);
     }
 }
+
+/// The certificate a TLS server presents to a fresh handshake (no session resumption).
+fn presented(server: SocketAddr, ca: &Path) -> Vec<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let settings = plexus_tls::ClientTlsSettings {
+            common_name: Some("linkerd".into()),
+            trust_certs: vec![ca.join("ca.pem")],
+            ..Default::default()
+        };
+        let client = plexus_tls::ClientTls::new(&settings, &[b"http/1.1"]).expect("client tls");
+        let tcp = tokio::net::TcpStream::connect(server)
+            .await
+            .expect("connect");
+        let stream = client.connect("linkerd", tcp).await.expect("handshake");
+        stream.peer_certificates().expect("certificates")[0]
+            .as_ref()
+            .to_vec()
+    })
+}
+
+#[test]
+fn a_rotated_certificate_is_served_without_a_restart() {
+    let ca = pki(&scratch("tls-pki-rotate"));
+    let b = backend::start();
+    let incoming = node(
+        "tls-in-rotate",
+        "127.0.2.5",
+        "incoming",
+        b.addr,
+        "",
+        &server_tls(&ca, false),
+    );
+    let first = plexus_tls::load_certificates(&ca.join("linkerd.pem")).expect("cert")[0]
+        .as_ref()
+        .to_vec();
+    assert_eq!(presented(incoming.router, &ca), first);
+    // Reissue the certificate in place, as a rotation job would.
+    let d = ca.to_str().expect("utf8");
+    tls(&["issue", d, "linkerd", "--dns", "linkerd", "--force"]);
+    let second = plexus_tls::load_certificates(&ca.join("linkerd.pem")).expect("cert")[0]
+        .as_ref()
+        .to_vec();
+    assert_ne!(first, second);
+    wait_for("the new certificate to be served", || {
+        presented(incoming.router, &ca) == second
+    });
+}
