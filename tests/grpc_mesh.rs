@@ -119,3 +119,98 @@ routers:\n- protocol: h2\n  label: grpc\n  dtab: /svc => /#/io.l5d.fs;\n  identi
         "{metrics}"
     );
 }
+
+/// An h2 router with the gRPC tutorial's identifier, sending every service to `to`.
+fn h2_router(
+    dir: &std::path::Path,
+    name: &str,
+    ip: &str,
+    services: &[(&str, SocketAddr)],
+) -> (Proc, SocketAddr) {
+    let disco = dir.join(format!("{name}-disco"));
+    std::fs::create_dir_all(&disco).expect("disco");
+    for (file, addr) in services {
+        write(&disco, file, &[*addr]);
+    }
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        "admin: {{ip: {ip}, port: {admin}}}\n\
+namers:\n- kind: io.l5d.fs\n  rootDir: {disco}\n\
+routers:\n- protocol: h2\n  label: {name}\n  dtab: /svc => /#/io.l5d.fs;\n  identifier:\n    kind: io.l5d.header.path\n    segments: 1\n  servers:\n  - ip: {ip}\n    port: {port}\n",
+        disco = disco.display()
+    );
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, config).expect("config");
+    let p = Proc::spawn(
+        Command::new(plexus_bin()).arg("run").arg(&file),
+        dir.join(format!("{name}.log")),
+    );
+    let addr: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
+    wait_for(&format!("{name} to serve"), || listening(addr));
+    (p, addr)
+}
+
+#[test]
+fn grpc_through_two_plexus_hops() {
+    let dir = scratch("grpc-two-hops");
+    // Node 2: the apps and their incoming router.
+    let (_world, world) = app(&dir, "world", &["-text=world"]);
+    let outgoing_port = free_port();
+    let outgoing_addr: SocketAddr = format!("127.0.1.1:{outgoing_port}").parse().expect("addr");
+    let (_hello, hello) = app(
+        &dir,
+        "hello",
+        &["-text=hello", &format!("-target={outgoing_addr}")],
+    );
+    let (_incoming, incoming) = h2_router(
+        &dir,
+        "incoming",
+        "127.0.2.1",
+        &[("helloworld.Hello", hello), ("helloworld.World", world)],
+    );
+    // Node 1: the outgoing router sends both services to node 2's incoming router.
+    let disco = dir.join("outgoing-disco");
+    std::fs::create_dir_all(&disco).expect("disco");
+    write(&disco, "helloworld.Hello", &[incoming]);
+    write(&disco, "helloworld.World", &[incoming]);
+    let config = format!(
+        "admin: {{ip: 127.0.1.1, port: {}}}\n\
+namers:\n- kind: io.l5d.fs\n  rootDir: {}\n\
+routers:\n- protocol: h2\n  label: outgoing\n  dtab: /svc => /#/io.l5d.fs;\n  identifier:\n    kind: io.l5d.header.path\n    segments: 1\n  servers:\n  - ip: 127.0.1.1\n    port: {outgoing_port}\n",
+        free_port(),
+        disco.display()
+    );
+    std::fs::write(dir.join("outgoing.yaml"), config).expect("config");
+    let _outgoing = Proc::spawn(
+        Command::new(plexus_bin())
+            .arg("run")
+            .arg(dir.join("outgoing.yaml")),
+        dir.join("outgoing.log"),
+    );
+    wait_for("outgoing to serve", || listening(outgoing_addr));
+
+    let client = example_bin("helloworld-client");
+    let out = Command::new(&client)
+        .arg(outgoing_addr.to_string())
+        .output()
+        .expect("client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello (127.0.0.1) world (127.0.0.1)!!"
+    );
+    let out = Command::new(&client)
+        .args(["-streaming", &outgoing_addr.to_string()])
+        .output()
+        .expect("client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+}
