@@ -1134,3 +1134,42 @@ fn end_of_stream() {
     server.receive_eof(now);
     assert_eq!(server_events(&mut server), vec![ServerEvent::Finished]);
 }
+
+#[test]
+fn extreme_configuration_values_are_tamed() {
+    let config = SessionConfig {
+        limits: Limits {
+            max_frame: 1024,
+            ..Limits::default()
+        },
+        max_read_fragment: u32::MAX,
+        max_write_fragment: 0,
+        ping_interval: Some(Duration::MAX),
+        ping_timeout: Some(Duration::MAX),
+        ..SessionConfig::default()
+    };
+    let mut pair = Pair::new(config.clone(), config);
+    pair.pump();
+    let negotiated = pair.client.negotiated().unwrap();
+    // The advertised fragment fits the decoder's frame limit; writes use at least 1 byte.
+    assert_eq!(negotiated.peer_max_fragment, Some(1020));
+    assert_eq!(negotiated.write_fragment, Some(1));
+    // Timers that would overflow the clock are simply never due.
+    assert_eq!(pair.client.poll_timeout(), None);
+    pair.client.ping(pair.now).unwrap();
+    assert_eq!(pair.client.poll_timeout(), None);
+    pair.client
+        .handle_timeout(pair.now + Duration::from_secs(1 << 40));
+    assert!(pair.client.is_open());
+    let tag = pair.client.dispatch(request(b"tiny fragments")).unwrap();
+    pair.pump();
+    assert_eq!(
+        pair.take_server_requests()[0].1.body.as_ref(),
+        b"tiny fragments"
+    );
+    pair.server
+        .respond(tag, Response::ok(Bytes::from_static(b"ok")))
+        .unwrap();
+    pair.pump();
+    assert_eq!(pair.take_client_responses().len(), 1);
+}

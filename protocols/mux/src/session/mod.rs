@@ -210,7 +210,7 @@ fn local_headers(config: &SessionConfig) -> Vec<(Bytes, Bytes)> {
     vec![
         (
             Bytes::from_static(MUX_FRAMER_HEADER.as_bytes()),
-            Bytes::copy_from_slice(&config.max_read_fragment.max(1).to_be_bytes()),
+            Bytes::copy_from_slice(&advertised_fragment(config).to_be_bytes()),
         ),
         (
             Bytes::from_static(TLS_HEADER.as_bytes()),
@@ -219,7 +219,13 @@ fn local_headers(config: &SessionConfig) -> Vec<(Bytes, Bytes)> {
     ]
 }
 
-/// Reads the peer's handshake headers: `(negotiated, start TLS?)`.
+/// The `mux-framer` value: the configured read fragment, within what the decoder takes.
+fn advertised_fragment(config: &SessionConfig) -> u32 {
+    let frame_limit = config.limits.max_frame.saturating_sub(4).max(1);
+    config.max_read_fragment.clamp(1, frame_limit)
+}
+
+/// Reads the peer's handshake headers into what the session uses, the TLS decision included.
 fn negotiate(
     config: &SessionConfig,
     peer_headers: Vec<(Bytes, Bytes)>,
@@ -375,7 +381,7 @@ impl Core {
 
     fn open(&mut self, negotiated: &Negotiated, now: Instant) {
         self.write_fragment = negotiated.write_fragment.map(|n| n as usize);
-        self.next_ping = self.config.ping_interval.map(|i| now + i);
+        self.next_ping = self.config.ping_interval.and_then(|i| now.checked_add(i));
     }
 
     fn ping(&mut self, now: Instant) -> Result<(), PingError> {
@@ -393,13 +399,13 @@ impl Core {
     /// An Rping arrived: the round-trip time of our outstanding ping, if any.
     fn on_rping(&mut self, now: Instant) -> Option<Duration> {
         let sent = self.ping_sent.take()?;
-        self.next_ping = self.config.ping_interval.map(|i| now + i);
+        self.next_ping = self.config.ping_interval.and_then(|i| now.checked_add(i));
         Some(now.saturating_duration_since(sent))
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         match (self.ping_sent, self.config.ping_timeout) {
-            (Some(sent), Some(timeout)) => Some(sent + timeout),
+            (Some(sent), Some(timeout)) => sent.checked_add(timeout),
             (Some(_), None) => None,
             (None, _) => self.next_ping,
         }
@@ -407,7 +413,7 @@ impl Core {
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
         if let (Some(sent), Some(timeout)) = (self.ping_sent, self.config.ping_timeout)
-            && now >= sent + timeout
+            && sent.checked_add(timeout).is_some_and(|due| now >= due)
         {
             return Err(SessionError::PingTimeout(timeout));
         }
