@@ -520,9 +520,8 @@ async fn dispatch(
     } else {
         Replay::buffer(body, &parts.headers, h2).await?
     };
-    let replayable = matches!(replay, Replay::Buffered(_));
     let method = parts.method.clone();
-    let classify = |rsp: &Response<ProxyBody>| {
+    let classify = |rsp: &Response<ProxyBody>, replayable: bool| {
         let l5d_retryable = rsp
             .headers()
             .get(h::L5D_RETRYABLE)
@@ -553,7 +552,7 @@ async fn dispatch(
             ));
         };
         // The head is kept for another attempt only when one is possible.
-        let head = if replayable {
+        let head = if replay.may_replay() {
             head.clone()
         } else {
             head.take()
@@ -566,11 +565,13 @@ async fn dispatch(
         };
         let attempt = Request::from_parts(head, body);
         let result = forward(worker, obs, &client, &bound.addr, attempt, none, &|r| {
-            classify(r).is_success()
+            classify(r, false).is_success()
         })
         .await;
+        // Known only now for a body kept while it streamed: whether all of it was kept.
+        let replayable = replay.replayable();
         let class = match &result {
-            Ok(rsp) => classify(rsp),
+            Ok(rsp) => classify(rsp, replayable),
             Err(e) => classifier.classify(&Exchange {
                 method: &method,
                 outcome: RetryOutcome::Error(attempt_error(e)),
@@ -644,16 +645,21 @@ enum Replay {
     Buffered(Bytes),
     /// Streamed: only the first attempt gets it.
     Stream(Option<Incoming>),
-    /// Streamed after a prefix already read (an HTTP/2 body of unknown length that
-    /// turned out too big to keep): only the first attempt gets it.
-    Prefixed(Option<(Bytes, Incoming)>),
+    /// Streamed to the first attempt as it arrives while a copy is kept (an HTTP/2 body
+    /// of unknown length, as gRPC requests are): later attempts get the copy if the body
+    /// ended within the bound by the time the first attempt was answered.
+    Teed {
+        first: Option<Incoming>,
+        copy: Arc<std::sync::Mutex<TeeCopy>>,
+    },
 }
 
 impl Replay {
     /// Keeps the body when it is empty or declared small enough; streams it otherwise.
-    /// HTTP/2 bodies of unknown length (gRPC requests) are read up to the bound: kept if
-    /// they end within it, streamed on (prefix first) if not. HTTP/1.1 chunked bodies are
-    /// never kept: Linkerd never retries them.
+    /// HTTP/2 bodies of unknown length (gRPC requests) are streamed at once and kept up
+    /// to the bound as they pass: waiting for them to end first would hold back every
+    /// streaming call whose client waits for an answer before it sends more. HTTP/1.1
+    /// chunked bodies are never kept: Linkerd never retries them.
     async fn buffer(
         body: Incoming,
         headers: &http::HeaderMap,
@@ -663,7 +669,10 @@ impl Replay {
             return Ok(Replay::Buffered(Bytes::new()));
         }
         if h2 && !headers.contains_key(header::CONTENT_LENGTH) {
-            return Replay::read_some(body).await;
+            return Ok(Replay::Teed {
+                first: Some(body),
+                copy: Arc::default(),
+            });
         }
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -686,50 +695,119 @@ impl Replay {
         }
     }
 
-    /// The body of the next attempt, if there can be one.
-    /// Reads frames until the body ends (kept) or passes the bound (streamed on).
-    async fn read_some(mut body: Incoming) -> Result<Replay, ProxyError> {
-        let mut kept = bytes::BytesMut::new();
-        loop {
-            match body.frame().await {
-                None => return Ok(Replay::Buffered(kept.freeze())),
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        kept.extend_from_slice(data);
-                    } else {
-                        // Request trailers cannot be replayed from bytes: stream.
-                        return Ok(Replay::Prefixed(Some((kept.freeze(), body))));
-                    }
-                    if kept.len() > DEFAULT_RETRY_BUFFER_BYTES {
-                        return Ok(Replay::Prefixed(Some((kept.freeze(), body))));
-                    }
-                }
-                Some(Err(e)) => {
-                    return Err(ProxyError::new(
-                        ErrorKind::BadRequest,
-                        format!("cannot read the request body: {e}"),
-                    ));
-                }
-            }
+    /// Whether another attempt might get the body (so its head is worth keeping).
+    fn may_replay(&self) -> bool {
+        match self {
+            Replay::Buffered(_) => true,
+            Replay::Stream(_) => false,
+            Replay::Teed { copy, .. } => !lock(copy).spoiled,
         }
     }
 
+    /// Whether another attempt can get the whole body now.
+    fn replayable(&self) -> bool {
+        match self {
+            Replay::Buffered(_) => true,
+            Replay::Stream(_) => false,
+            Replay::Teed { copy, .. } => lock(copy).whole(),
+        }
+    }
+
+    /// The body of the next attempt, if there can be one.
     fn next(&mut self) -> Option<ProxyBody> {
         match self {
             Replay::Buffered(b) => Some(full(b.clone())),
-            Replay::Prefixed(p) => p.take().map(|(prefix, rest)| {
-                use futures::StreamExt as _;
-                let prefix = futures::stream::once(async move {
-                    Ok::<_, BoxError>(http_body::Frame::data(prefix))
-                });
-                let rest = http_body_util::BodyStream::new(rest)
-                    .map(|f| f.map_err(|e| -> BoxError { Box::new(e) }));
-                http_body_util::StreamBody::new(prefix.chain(rest)).boxed_unsync()
-            }),
+            Replay::Teed { first, copy } => match first.take() {
+                Some(inner) => Some(
+                    Tee {
+                        inner,
+                        copy: copy.clone(),
+                    }
+                    .boxed_unsync(),
+                ),
+                None => {
+                    let copy = lock(copy);
+                    copy.whole()
+                        .then(|| full(Bytes::copy_from_slice(&copy.kept)))
+                }
+            },
             Replay::Stream(s) => s
                 .take()
                 .map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),
         }
+    }
+}
+
+/// What a [`Tee`] kept of the body it passed on.
+#[derive(Default)]
+struct TeeCopy {
+    kept: bytes::BytesMut,
+    /// The body ended (all of it passed).
+    ended: bool,
+    /// Not replayable: the body outgrew the bound, had trailers, or failed.
+    spoiled: bool,
+}
+
+impl TeeCopy {
+    fn whole(&self) -> bool {
+        self.ended && !self.spoiled
+    }
+}
+
+/// The copy, even if a thread panicked holding it (the copy stays consistent).
+fn lock(copy: &std::sync::Mutex<TeeCopy>) -> std::sync::MutexGuard<'_, TeeCopy> {
+    copy.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A request body passed on frame by frame, copying its data while it fits the bound.
+struct Tee {
+    inner: Incoming,
+    copy: Arc<std::sync::Mutex<TeeCopy>>,
+}
+
+impl http_body::Body for Tee {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        let mut copy = lock(&this.copy);
+        match &polled {
+            std::task::Poll::Ready(None) => copy.ended = true,
+            std::task::Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
+                Some(data)
+                    if !copy.spoiled
+                        && copy.kept.len() + data.len() <= DEFAULT_RETRY_BUFFER_BYTES =>
+                {
+                    copy.kept.extend_from_slice(data);
+                }
+                // Request trailers cannot be replayed from bytes; a long body is not kept.
+                _ => {
+                    copy.spoiled = true;
+                    copy.kept = bytes::BytesMut::new();
+                }
+            },
+            std::task::Poll::Ready(Some(Err(_))) => copy.spoiled = true,
+            std::task::Poll::Pending => {}
+        }
+        if this.inner.is_end_stream() {
+            copy.ended = true;
+        }
+        drop(copy);
+        polled.map(|f| f.map(|r| r.map_err(|e| -> BoxError { Box::new(e) })))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
