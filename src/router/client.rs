@@ -411,7 +411,14 @@ fn upstream(addr: SocketAddr, e: hyper::Error) -> ProxyError {
     } else {
         ErrorKind::Upstream
     };
-    ProxyError::new(kind, format!("{addr}: {e}"))
+    // hyper's own text is generic ("http2 error"); the reason is in its sources.
+    let mut why = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        why = format!("{why}: {cause}");
+        source = cause.source();
+    }
+    ProxyError::new(kind, format!("{addr}: {why}"))
 }
 
 fn pooled(key: PoolKey, sender: Sender, rsp: Response<Incoming>) -> Response<ProxyBody> {

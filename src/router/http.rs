@@ -255,6 +255,36 @@ fn error_response(router: &Router, e: &ProxyError) -> Response<ProxyBody> {
     Response::from_parts(parts, full(body))
 }
 
+/// Makes an error response a gRPC one (for a gRPC request): the status and `l5d-err`
+/// stay, the text body goes, and `grpc-status` (the gRPC status the HTTP status maps to,
+/// as gRPC's own HTTP-to-gRPC mapping has it) and `grpc-message` join the headers, as a
+/// "trailers-only" response. Without this a gRPC client tries to read the text as a
+/// message and reports a protocol error instead of, say, UNAVAILABLE.
+fn grpc_error(rsp: &mut Response<ProxyBody>, e: &ProxyError) {
+    let code = match rsp.status().as_u16() {
+        400 => "13",
+        401 => "16",
+        403 => "7",
+        404 => "12",
+        429 | 502 | 503 | 504 => "14",
+        _ => "2",
+    };
+    // grpc-message is percent-encoded UTF-8 (gRPC over HTTP/2).
+    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+    let message = percent_encoding::utf8_percent_encode(&e.message, RESERVED).to_string();
+    let headers = rsp.headers_mut();
+    headers.insert(h::GRPC_STATUS, HeaderValue::from_static(code));
+    if let Ok(v) = HeaderValue::from_str(&message) {
+        headers.insert("grpc-message", v);
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    *rsp.body_mut() = full(Bytes::new());
+}
+
 /// Serves one request received by `server`.
 pub async fn handle(
     worker: Rc<Worker>,
@@ -270,6 +300,12 @@ pub async fn handle(
     let offered = req.headers_mut().remove(h::L5D_PEER_UPGRADE).is_some()
         && router.version == crate::config::HttpVersion::Http1
         && !server.clear_context;
+    // gRPC clients read a status, not an error text: see `grpc_error`.
+    let grpc = router.version == crate::config::HttpVersion::H2
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let obs = Observation::start(
         &router.telemetry,
         &router.label,
@@ -285,7 +321,10 @@ pub async fn handle(
         }
         Err(e) => {
             tracing::debug!(router = %router.label, error = %e, "request failed");
-            let rsp = error_response(router, &e);
+            let mut rsp = error_response(router, &e);
+            if grpc {
+                grpc_error(&mut rsp, &e);
+            }
             obs.finish(rsp.status().as_u16(), Some(&e));
             (rsp, Some(e.metric_label()))
         }
