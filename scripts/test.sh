@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # System packages the tests use, installed only if missing: curl drives the
 # end-to-end tests as a user would; promtool (package prometheus) checks the
 # Prometheus exposition, and is required rather than skipped here; headless
-# Chromium and chromedriver load the dashboard (tests/dashboard).
-packages=(curl prometheus chromium chromium-driver)
+# Chromium and chromedriver load the dashboard (tests/dashboard); h2load (package
+# nghttp2-client) drives many concurrent HTTP/2 streams (tests/h2_streams.rs).
+packages=(curl prometheus chromium chromium-driver nghttp2-client)
 export PLEXUS_REQUIRE_PROMTOOL=1
 missing=()
 for p in "${packages[@]}"; do
