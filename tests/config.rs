@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use plexus::config::{Config, Namer, Router};
 
 fn examples() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/linkerd-examples");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/linkerd-examples");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
@@ -36,7 +36,7 @@ fn every_tutorial_config_is_read_and_whatever_cannot_run_is_named() {
 #[test]
 fn the_daemonset_tutorial_config_runs_as_it_is() {
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/linkerd-examples/linkerd.l5d-config.config.yaml");
+        .join("tests/data/linkerd-examples/linkerd.l5d-config.config.yaml");
     let config = Config::parse(&std::fs::read_to_string(file).expect("read")).expect("parses");
     assert_eq!(config.validate(), Vec::<String>::new());
     let Router::Http(outgoing) = &config.routers[0] else {
