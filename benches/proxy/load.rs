@@ -389,7 +389,8 @@ impl WrkResult {
     }
 }
 
-/// Runs `wrk -t1 -c<conns> -d<secs>s --latency` against `port`, pinned to `cpu`.
+/// Runs `wrk -t1 -c<conns> -d<secs>s --latency` against `http://127.0.0.1:<port>/`,
+/// pinned to `cpu`.
 pub(crate) fn wrk(
     port: u16,
     conns: u64,
@@ -397,10 +398,27 @@ pub(crate) fn wrk(
     cpu: Option<usize>,
     dir: &Path,
 ) -> anyhow::Result<WrkResult> {
+    let url = format!("http://127.0.0.1:{port}/");
+    wrk_url(&url, &[], conns, secs, cpu, dir)
+}
+
+/// Runs `wrk -t1 -c<conns> -d<secs>s --latency` against `url` (`http://` or
+/// `https://`) with extra request `headers` (`Name: value`), pinned to `cpu`.
+pub(crate) fn wrk_url(
+    url: &str,
+    headers: &[String],
+    conns: u64,
+    secs: u64,
+    cpu: Option<usize>,
+    dir: &Path,
+) -> anyhow::Result<WrkResult> {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s")])
-        .args(["--latency", "--timeout", "2s"])
-        .arg(format!("http://127.0.0.1:{port}/"));
+        .args(["--latency", "--timeout", "2s"]);
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    cmd.arg(url);
     let out = dir.join("wrk.txt");
     let mut proc = Proc::spawn("wrk", &cmd, cpu, &dir.join("wrk.log"), Some(&out))?;
     if !proc.wait(Duration::from_secs(secs + 30))? {

@@ -47,6 +47,12 @@ const SLOW_EXIT: Duration = Duration::from_millis(500);
 /// building the work tree's, to compare two versions.)
 #[derive(Debug)]
 struct Settings {
+    /// The targets measured (`PLEXUS_BENCH_TARGETS`, comma-separated names; default
+    /// all four, plus `plexus-base` when a baseline is given).
+    targets: Vec<Target>,
+    /// A second Plexus binary measured as the target `plexus-base`, interleaved with
+    /// the first round by round (`PLEXUS_BENCH_BASELINE`).
+    baseline: Option<PathBuf>,
     /// Rounds the measurements are split into (`PLEXUS_BENCH_ROUNDS`, 3).
     rounds: u64,
     /// wrk seconds per target, over all rounds (`PLEXUS_BENCH_SECS`, 12).
@@ -80,7 +86,33 @@ impl Settings {
             Ok(other) => anyhow::bail!("PLEXUS_BENCH_BACKEND={other}: use hyper or nginx"),
         };
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let baseline = std::env::var_os("PLEXUS_BENCH_BASELINE").map(PathBuf::from);
+        let targets = match std::env::var("PLEXUS_BENCH_TARGETS") {
+            Ok(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(|n| {
+                    Target::ALL
+                        .into_iter()
+                        .find(|t| t.name() == n)
+                        .with_context(|| format!("PLEXUS_BENCH_TARGETS: unknown target {n}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            Err(_) => Target::ALL
+                .into_iter()
+                .filter(|t| *t != Target::PlexusBaseline || baseline.is_some())
+                .collect(),
+        };
+        if targets.is_empty() {
+            anyhow::bail!("PLEXUS_BENCH_TARGETS names no target");
+        }
+        if targets.contains(&Target::PlexusBaseline) && baseline.is_none() {
+            anyhow::bail!("the target plexus-base needs PLEXUS_BENCH_BASELINE=<binary>");
+        }
         Ok(Settings {
+            targets,
+            baseline,
             rounds: num("PLEXUS_BENCH_ROUNDS", 3)?.max(1),
             secs: num("PLEXUS_BENCH_SECS", 12)?.max(1),
             conns: num("PLEXUS_BENCH_CONNS", 32)?.max(1),
@@ -166,14 +198,17 @@ impl Settings {
 enum Target {
     Direct,
     Plexus,
+    /// The `PLEXUS_BENCH_BASELINE` binary, with the same config as `plexus`.
+    PlexusBaseline,
     Nginx,
     Haproxy,
 }
 
 impl Target {
-    const ALL: [Target; 4] = [
+    const ALL: [Target; 5] = [
         Target::Direct,
         Target::Plexus,
+        Target::PlexusBaseline,
         Target::Nginx,
         Target::Haproxy,
     ];
@@ -182,6 +217,7 @@ impl Target {
         match self {
             Target::Direct => "direct",
             Target::Plexus => "plexus",
+            Target::PlexusBaseline => "plexus-base",
             Target::Nginx => "nginx",
             Target::Haproxy => "haproxy",
         }
@@ -202,6 +238,8 @@ struct Running {
     fixed: Vec<FixedRateSample>,
     /// CPU ticks of the measured process during the wrk runs.
     cpu_ticks: u64,
+    /// CPU per request of each round's wrk run, µs.
+    round_cpu_us: Vec<f64>,
     /// CPU ticks of the backend during the same runs.
     backend_ticks: u64,
     /// Busy machine ticks not used by the bench's processes, and all machine ticks.
@@ -224,6 +262,7 @@ fn main() -> ExitCode {
     }
     if !std::env::args().any(|a| a == "--bench") {
         load::self_check();
+        report::self_check();
         println!("proxy bench: parser checks passed; `cargo bench --bench proxy` measures");
         return ExitCode::SUCCESS;
     }
@@ -261,7 +300,7 @@ fn run() -> anyhow::Result<()> {
         dir.path(),
     )?;
     let mut running = Vec::new();
-    for target in Target::ALL {
+    for &target in &settings.targets {
         let r = start_target(
             target,
             &settings,
@@ -299,6 +338,13 @@ fn run() -> anyhow::Result<()> {
     let rows: Vec<Row> = running.into_iter().map(|r| finish(r, &backend)).collect();
     backend.check_alive()?;
     let mut setup = vec![format!("Plexus: `{}`, {source}.", plexus.display())];
+    if let Some(base) = &settings.baseline {
+        setup.push(format!(
+            "plexus-base: `{}` (PLEXUS_BENCH_BASELINE), same config, measured in the same \
+             rounds.",
+            base.display()
+        ));
+    }
     setup.extend(settings.describe());
     println!("{}", report::render(&machine, &setup, &rows));
     Ok(())
@@ -324,6 +370,13 @@ fn start_target(
     let proc = match target {
         Target::Direct => None,
         Target::Plexus => Some(procs::start_plexus(plexus, port, backend_port, cpu, &dir)?),
+        Target::PlexusBaseline => {
+            let bin = settings
+                .baseline
+                .as_deref()
+                .context("plexus-base needs PLEXUS_BENCH_BASELINE")?;
+            Some(procs::start_plexus(bin, port, backend_port, cpu, &dir)?)
+        }
         Target::Nginx => Some(procs::start_nginx_proxy(port, backend_port, cpu, &dir)?),
         Target::Haproxy => Some(procs::start_haproxy(port, backend_port, cpu, &dir)?),
     };
@@ -336,6 +389,7 @@ fn start_target(
         wrk: Vec::new(),
         fixed: Vec::new(),
         cpu_ticks: 0,
+        round_cpu_us: Vec::new(),
         backend_ticks: 0,
         other_ticks: 0,
         all_ticks: 0,
@@ -359,6 +413,11 @@ fn throughput_slice(r: &mut Running, settings: &Settings, backend: &Proc) -> any
     let (ours_after, machine_after) = (ours(), machine_ticks());
     let (after, backend_after) = (tree_cpu_ticks(pid), tree_cpu_ticks(backend.pid()));
     r.cpu_ticks += after.saturating_sub(before);
+    r.round_cpu_us.push(measure::cpu_us_per_request(
+        after.saturating_sub(before),
+        clock_ticks_per_second(),
+        wrk.requests,
+    ));
     r.backend_ticks += backend_after.saturating_sub(backend_before);
     // Busy CPU time that none of the bench's processes used: other work on the machine
     // and steal. (With tick-based accounting, softirq time is charged to the process
@@ -419,6 +478,8 @@ fn finish(r: Running, backend: &Proc) -> Row {
         name: r.target.name(),
         cpu_us: measure::cpu_us_per_request(r.cpu_ticks, ticks, wrk.requests),
         backend_cpu_us: measure::cpu_us_per_request(r.backend_ticks, ticks, wrk.requests),
+        round_cpu_us: r.round_cpu_us,
+        round_rps: r.wrk.iter().map(|w| w.rps).collect(),
         other_cpu_pct: 100.0 * r.other_ticks as f64 / r.all_ticks.max(1) as f64,
         wrk,
         fixed,

@@ -191,7 +191,12 @@ fn signal(sig: &str, pids: &[u32]) {
 /// Installs wrk, nginx and haproxy with apt-get if any is missing (running
 /// `apt-get update` only if a first install fails).
 pub(crate) fn ensure_tools() -> anyhow::Result<()> {
-    let tools = [("wrk", "wrk"), ("nginx", "nginx"), ("haproxy", "haproxy")];
+    ensure_packages(&[("wrk", "wrk"), ("nginx", "nginx"), ("haproxy", "haproxy")])
+}
+
+/// Installs the Debian package of every `(command, package)` whose command `command
+/// -v` does not find (running `apt-get update` only if a first install fails).
+pub(crate) fn ensure_packages(tools: &[(&str, &str)]) -> anyhow::Result<()> {
     let missing: Vec<&str> = tools
         .iter()
         .filter(|(bin, _)| {
@@ -229,34 +234,33 @@ pub(crate) fn ensure_tools() -> anyhow::Result<()> {
     bail!("cannot install {}", missing.join(" "))
 }
 
-/// Builds the `plexus` binary in release mode and returns its path (read from cargo's
-/// JSON messages, so a shared or redirected target directory is found).
+/// Builds the `plexus` binary in release mode and returns its path.
 pub(crate) fn build_plexus() -> anyhow::Result<PathBuf> {
+    build_release("plexus", "plexus")
+}
+
+/// Builds binary `bin` of workspace package `package` in release mode and returns its
+/// path (read from cargo's JSON messages, so a shared or redirected target directory
+/// is found).
+pub(crate) fn build_release(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-    eprintln!("building plexus (cargo build --release -p plexus --bin plexus)");
+    eprintln!("building {bin} (cargo build --release -p {package} --bin {bin})");
     let out = Command::new(cargo)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "plexus",
-            "--bin",
-            "plexus",
-            "--message-format=json-render-diagnostics",
-        ])
+        .args(["build", "--release", "-p", package, "--bin", bin])
+        .arg("--message-format=json-render-diagnostics")
         .stderr(Stdio::inherit())
         .output()
         .context("running cargo build")?;
     if !out.status.success() {
-        bail!("cargo build --release -p plexus failed");
+        bail!("cargo build --release -p {package} --bin {bin} failed");
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "plexus")
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo build did not report the plexus executable")
+        .with_context(|| format!("cargo build did not report the {bin} executable"))
 }
 
 /// A free port on 127.0.0.1 (bound and released; nothing else here takes ports).
@@ -264,10 +268,15 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Waits (up to ten seconds) until `port` answers `GET /` with 200, checking that the
-/// process is still running meanwhile.
+/// Waits (up to ten seconds) until `127.0.0.1:<port>` answers `GET /` with 200,
+/// checking that the process is still running meanwhile.
 pub(crate) fn wait_ready(proc: &mut Proc, port: u16) -> anyhow::Result<()> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_ready_at(proc, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Waits (up to ten seconds) until `addr` answers `GET /` with 200, checking that the
+/// process is still running meanwhile.
+pub(crate) fn wait_ready_at(proc: &mut Proc, addr: SocketAddr) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = String::from("no answer");
     while Instant::now() < deadline {

@@ -25,6 +25,10 @@ pub(crate) struct Row {
     pub(crate) cpu_us: f64,
     /// CPU of the backend per request of the same run.
     pub(crate) backend_cpu_us: f64,
+    /// CPU per request of each round's wrk run.
+    pub(crate) round_cpu_us: Vec<f64>,
+    /// req/s of each round's wrk run.
+    pub(crate) round_rps: Vec<f64>,
     /// `VmRSS` after start-up, MiB.
     pub(crate) rss_idle_mib: f64,
     /// `VmHWM` after both runs, MiB.
@@ -55,6 +59,20 @@ fn ratio(a: f64, b: f64) -> String {
     } else {
         "n/a".into()
     }
+}
+
+/// The median, minimum and maximum of some values (NaN when there are none).
+pub(crate) fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let median = match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    };
+    let min = v.first().copied().unwrap_or(f64::NAN);
+    let max = v.last().copied().unwrap_or(f64::NAN);
+    (median, min, max)
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -121,7 +139,45 @@ pub(crate) fn render(machine: &Machine, setup: &[String], rows: &[Row]) -> Strin
 
     let _ = writeln!(
         s,
-        "Slowest fixed-rate request: {}.",
+        "\nBy round (each round's wrk run on its own; medians are less disturbed by a busy \
+         moment than the totals above):\n\n\
+         | target | rounds | req/s median | min | max | CPU µs/req median | min | max |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        let (rps, rps_min, rps_max) = spread(&r.round_rps);
+        let (cpu, cpu_min, cpu_max) = spread(&r.round_cpu_us);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {rps:.0} | {rps_min:.0} | {rps_max:.0} | {cpu:.1} | {cpu_min:.1} \
+             | {cpu_max:.1} |",
+            r.name,
+            r.round_rps.len()
+        );
+    }
+    if let (Some(new), Some(base)) = (find("plexus"), find("plexus-base")) {
+        let paired =
+            |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
+        let (cpu, cpu_lo, cpu_hi) = spread(&paired(&new.round_cpu_us, &base.round_cpu_us));
+        let (rps, rps_lo, rps_hi) = spread(&paired(&new.round_rps, &base.round_rps));
+        let wins = new
+            .round_cpu_us
+            .iter()
+            .zip(&base.round_cpu_us)
+            .filter(|(x, y)| x > y)
+            .count();
+        let _ = writeln!(
+            s,
+            "\nplexus ÷ plexus-base, paired by round (both measured within seconds of each \
+             other): CPU per request {cpu:.3} (median; {cpu_lo:.3}–{cpu_hi:.3}), req/s \
+             {rps:.3} ({rps_lo:.3}–{rps_hi:.3}); plexus used more CPU per request in \
+             {wins} of {} rounds.",
+            new.round_cpu_us.len().min(base.round_cpu_us.len())
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nSlowest fixed-rate request: {}.",
         rows.iter()
             .map(|r| format!("{} {}", r.name, latency(r.fixed.max_us)))
             .collect::<Vec<_>>()
@@ -194,4 +250,12 @@ pub(crate) fn render(machine: &Machine, setup: &[String], rows: &[Row]) -> Strin
         );
     }
     s
+}
+
+/// Checks of [`spread`], run by `cargo test --benches`; panics on a mismatch.
+pub(crate) fn self_check() {
+    let (m, lo, hi) = spread(&[3.0, f64::NAN, 1.0, 2.0, 10.0]);
+    assert!((m - 2.5).abs() < 1e-9 && (lo - 1.0).abs() < 1e-9 && (hi - 10.0).abs() < 1e-9);
+    assert!((spread(&[4.0, 1.0, 2.0]).0 - 2.0).abs() < 1e-9);
+    assert!(spread(&[]).0.is_nan());
 }
