@@ -84,17 +84,7 @@ impl Mesh {
             .iter()
             .filter(|a| matches!(a.service, "hello" | "world-v1"))
         {
-            let mut cmd = Command::new(helloworld_bin());
-            cmd.arg(format!("-addr={}", app.addr))
-                .args(&app.args)
-                .env_clear()
-                .env("POD_IP", app.addr.ip().to_string());
-            if let Some(world) = app.target_world {
-                cmd.env("TARGET_WORLD", world);
-            }
-            if app.calls_out {
-                cmd.env("http_proxy", format!("{}:4140", plexus_ip(app.node)));
-            }
+            let mut cmd = app.command(&helloworld_bin());
             mesh._apps
                 .push(Proc::spawn(&mut cmd, dir.join(format!("{}.log", app.pod))));
         }

@@ -90,17 +90,7 @@ fn the_hop_between_nodes_is_negotiated_to_tls_and_h2_and_falls_back_for_plain_se
         .iter()
         .filter(|a| matches!(a.service, "hello" | "world-v1"))
     {
-        let mut cmd = Command::new(helloworld_bin());
-        cmd.arg(format!("-addr={}", app.addr))
-            .args(&app.args)
-            .env_clear()
-            .env("POD_IP", app.addr.ip().to_string());
-        if let Some(world) = app.target_world {
-            cmd.env("TARGET_WORLD", world);
-        }
-        if app.calls_out {
-            cmd.env("http_proxy", format!("{}:4140", plexus_ip(app.node)));
-        }
+        let mut cmd = app.command(&helloworld_bin());
         apps.push(Proc::spawn(&mut cmd, dir.join(format!("{}.log", app.pod))));
         wait_for(&format!("{} to listen", app.pod), || listening(app.addr));
     }

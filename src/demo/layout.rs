@@ -36,6 +36,29 @@ pub struct App {
     pub calls_out: bool,
 }
 
+impl App {
+    /// The `helloworld` command line that runs this pod: its address, arguments and
+    /// environment (`POD_IP`, `TARGET_WORLD`, and `http_proxy` naming its node's Plexus
+    /// when it calls out). One definition for the demo and the tests.
+    pub fn command(&self, helloworld: &std::path::Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new(helloworld);
+        cmd.arg(format!("-addr={}", self.addr))
+            .args(&self.args)
+            .env_clear()
+            .env("POD_IP", self.addr.ip().to_string());
+        if let Some(world) = self.target_world {
+            cmd.env("TARGET_WORLD", world);
+        }
+        if self.calls_out {
+            cmd.env(
+                "http_proxy",
+                format!("{}:{OUTGOING_PORT}", plexus_ip(self.node)),
+            );
+        }
+        cmd
+    }
+}
+
 /// The whole demo cluster.
 #[derive(Clone, Debug)]
 pub struct Layout {

@@ -176,21 +176,11 @@ async fn start_processes(
         procs.push(spawn(&format!("plexus on node-{n}"), cmd, work)?);
     }
     for app in &layout.apps {
-        let mut cmd = Command::new(&options.app);
-        cmd.arg(format!("-addr={}", app.addr))
-            .args(&app.args)
-            .env_clear()
-            .env("POD_IP", app.addr.ip().to_string());
-        if let Some(world) = app.target_world {
-            cmd.env("TARGET_WORLD", world);
-        }
-        if app.calls_out {
-            cmd.env(
-                "http_proxy",
-                format!("{}:{OUTGOING_PORT}", layout::plexus_ip(app.node)),
-            );
-        }
-        procs.push(spawn(&app.pod, cmd, work)?);
+        procs.push(spawn(
+            &app.pod,
+            Command::from(app.command(&options.app)),
+            work,
+        )?);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     for (addr, what) in layout.listeners().into_iter().skip(1) {

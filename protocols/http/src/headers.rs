@@ -40,8 +40,10 @@ pub const L5D_ERR: &str = "l5d-err";
 pub const L5D_RETRYABLE: &str = "l5d-retryable";
 /// gRPC's status, in the trailers (or the headers of a trailers-only response).
 pub const GRPC_STATUS: &str = "grpc-status";
-/// Plexus peers' upgrade offer (request) and answer (response): `h2`.
-pub const L5D_PEER_UPGRADE: &str = "l5d-peer-upgrade";
+/// Plexus peers' upgrade offer (request) and answer (response): `h2`, `tls`. A
+/// pre-built name: it is looked up on every request, and a `&str` name would be parsed
+/// and hashed each time.
+pub const L5D_PEER_UPGRADE: HeaderName = HeaderName::from_static("l5d-peer-upgrade");
 /// The response classification (`1.0` success, `0.0` failure).
 pub const L5D_SUCCESS_CLASS: &str = "l5d-success-class";
 
