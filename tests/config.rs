@@ -228,3 +228,36 @@ fn grpc_classifiers_take_their_codes_and_only_theirs() {
         ]
     );
 }
+
+#[test]
+fn thrift_routers_take_linkerds_keys_and_refuse_http_ones() {
+    // The shape of Linkerd's shipped thrift example, and a thriftmux router.
+    let good = "routers:\n- protocol: thrift\n  thriftMethodInDst: true\n  thriftProtocol: binary\n  \
+                dtab: /svc => /#/io.l5d.fs/thrift;\n  servers:\n  - port: 4114\n    ip: 0.0.0.0\n    thriftFramed: true\n  \
+                client:\n    thriftFramed: true\n    attemptTTwitterUpgrade: true\n  \
+                service:\n    totalTimeoutMs: 500\n    idempotentMethods: [get, list]\n\
+                - protocol: thriftmux\n  experimental: true\n  thriftProtocol: compact\n  servers:\n  - port: 4144\n  \
+                client:\n    peerUpgrades: [mux]\n";
+    let config = Config::parse(good).expect("parses");
+    assert_eq!(config.validate(), Vec::<String>::new());
+    let bad = "routers:\n- protocol: thrift\n  thriftProtocol: json\n  servers: [{port: 4114}]\n";
+    let e = Config::parse(bad).expect_err("json is not a Thrift protocol Plexus reads");
+    assert!(e.to_string().contains("json"), "{e}");
+    let bad = "routers:\n- protocol: thrift\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n  \
+               client:\n    peerUpgrades: [h2]\n  servers:\n  - port: 4114\n    clearContext: true\n\
+               - protocol: http\n  service:\n    idempotentMethods: [get]\n  client:\n    thriftFramed: false\n    peerUpgrades: [mux]\n  \
+               servers:\n  - port: 4140\n    thriftFramed: true\n";
+    let problems = Config::parse(bad).expect("parses").validate();
+    assert_eq!(
+        problems,
+        vec![
+            "routers[0] (thrift).servers[0]: key clearContext is for http and h2 routers; this is a thrift router",
+            "routers[0] (thrift).service: responseClassifier kind io.l5d.http.retryableRead5XX is for http and h2 routers; thrift routers classify replies by their type (see idempotentMethods)",
+            "routers[0] (thrift).client.peerUpgrades: unknown upgrade \"h2\" for this router; known: mux",
+            "routers[1] (http).servers[0]: key thriftFramed is for thrift routers; this is an http router",
+            "routers[1] (http).service: key idempotentMethods is for thrift routers; HTTP methods say whether they are idempotent",
+            "routers[1] (http).client: key thriftFramed is for thrift routers; this is an HTTP router",
+            "routers[1] (http).client.peerUpgrades: unknown upgrade \"mux\" for this router; known: h2, tls",
+        ]
+    );
+}

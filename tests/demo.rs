@@ -12,10 +12,17 @@ use support::{Proc, curl, helloworld_bin, listening, plexus_bin, scratch, wait_f
 fn demo_addrs() -> Vec<SocketAddr> {
     let mut out: Vec<SocketAddr> = vec!["127.0.0.1:8001".parse().unwrap()];
     for n in 1..=3 {
-        for port in [4140, 4141, 9990] {
+        for port in [4140, 4141, 4114, 4115, 9990] {
             out.push(format!("127.0.{n}.1:{port}").parse().unwrap());
         }
-        for (host, port) in [(10, 7777), (11, 7778), (12, 7778), (13, 7779)] {
+        for (host, port) in [
+            (10, 7777),
+            (11, 7778),
+            (12, 7778),
+            (13, 7779),
+            (14, 7780),
+            (15, 7781),
+        ] {
             out.push(format!("127.0.{n}.{host}:{port}").parse().unwrap());
         }
     }
@@ -102,6 +109,33 @@ fn the_demo_walk_through_works_and_ctrl_c_leaves_nothing_behind() {
     ]);
     assert_eq!(delegation.status, 200);
     assert!(delegation.body.contains("world-v1"), "{}", delegation.body);
+
+    // 5 (printed last). Thrift: hello calls world through the Thrift routers, and the
+    // hop between nodes' Plexus is ThriftMux.
+    assert!(
+        printed.contains("helloworld-client -protocol thrift 127.0.1.14:7780"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("Hello (127.0.1.14) world (127.0."),
+        "{printed}"
+    );
+    let mux_calls: f64 = (1..=3)
+        .map(|n| {
+            let m: serde_json::Value = serde_json::from_str(
+                &curl(&[
+                    "-sS",
+                    &format!("http://127.0.{n}.1:9990/admin/metrics.json"),
+                ])
+                .body,
+            )
+            .unwrap_or_default();
+            m[format!("rt/thrift-incoming/server/127.0.{n}.1/4115/protocol/thriftmux/requests")]
+                .as_f64()
+                .unwrap_or(0.0)
+        })
+        .sum();
+    assert!(mux_calls >= 1.0, "the Thrift hop rode Mux");
 
     // 4. A failing world instance: every request still succeeds, and the mesh takes the
     // failing node's Plexus out of rotation for world-v1.

@@ -11,6 +11,31 @@ pub(super) fn run(config: PathBuf) -> Result<String, CliError> {
     let (parsed, _) = load_config(&config)?;
     let mut out = format!("{name}: configuration is valid");
     for router in &parsed.routers {
+        if let Some((r, flavor)) = router.thrift() {
+            let servers: Vec<String> = r
+                .servers
+                .iter()
+                .map(|s| {
+                    let ip = s.ip.map_or("127.0.0.1".to_string(), |ip| ip.to_string());
+                    let framing = if s.thrift_framed.unwrap_or(true) {
+                        "framed"
+                    } else {
+                        "unframed"
+                    };
+                    format!(
+                        "{ip}:{} ({framing})",
+                        s.port.unwrap_or(flavor.default_port())
+                    )
+                })
+                .collect();
+            out.push_str(&format!(
+                "\n  router {} ({}) on {}, {} dtab entries",
+                router.label(),
+                flavor.protocol(),
+                servers.join(", "),
+                r.dtab.len()
+            ));
+        }
         if let Some((r, version)) = router.http() {
             let servers: Vec<String> = r
                 .servers

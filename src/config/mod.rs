@@ -61,7 +61,7 @@ pub const GRPC_CLASSIFIERS: &[&str] = &[
 pub const PEER_UPGRADES: &[&str] = &["h2", "tls"];
 
 /// The upgrades `peerUpgrades` may name on Thrift routers.
-pub const THRIFT_PEER_UPGRADES: &[&str] = &["mux", "tls"];
+pub const THRIFT_PEER_UPGRADES: &[&str] = &["mux"];
 
 /// The response classifiers of h2 routers: the twins of [`HTTP_CLASSIFIERS`].
 pub const H2_CLASSIFIERS: &[&str] = &[
@@ -220,11 +220,7 @@ impl Config {
         for (i, router) in self.routers.iter().enumerate() {
             let label = router.label().to_string();
             let at = format!("routers[{i}] ({label})");
-            if let Some((r, version)) = router.http() {
-                v.http_router(&at, r, version, &mut sockets);
-            } else if let Some((r, flavor)) = router.thrift() {
-                v.thrift_router(&at, r, flavor, &mut sockets);
-            } else {
+            if router.http().is_none() && router.thrift().is_none() {
                 v.problem(format!(
                     "routers[{i}]: protocol {} is not supported yet",
                     router.protocol()
@@ -237,6 +233,11 @@ impl Config {
                 ));
             }
             labels.push(label);
+            if let Some((r, version)) = router.http() {
+                v.http_router(&at, r, version, &mut sockets);
+            } else if let Some((r, flavor)) = router.thrift() {
+                v.thrift_router(&at, r, flavor, &mut sockets);
+            }
         }
         for (i, t) in self.telemetry.iter().enumerate() {
             let at = format!("telemetry[{i}] ({})", t.kind());

@@ -2,9 +2,11 @@
 //! Plexus configuration each node runs (the tutorial's DaemonSet config, with loopback
 //! addresses). Pure data: [`super::run`] turns it into processes.
 //!
-//! Node N owns 127.0.N.0/24: its Plexus binds 127.0.N.1 (outgoing 4140, incoming 4141,
-//! admin 9990) and its pods bind 127.0.N.10 and up, so the daemonset and localnode
-//! transformers see one /24 per node, as on a real cluster.
+//! Node N owns 127.0.N.0/24: its Plexus binds 127.0.N.1 (HTTP outgoing 4140 and incoming
+//! 4141, Thrift outgoing 4114 and incoming 4115, admin 9990) and its pods bind
+//! 127.0.N.10 and up, so the daemonset and localnode transformers see one /24 per node,
+//! as on a real cluster. The Thrift hello and world pods call each other through the
+//! Thrift routers, which carry the calls between nodes over ThriftMux.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -16,6 +18,10 @@ pub const OUTGOING_PORT: u16 = 4140;
 pub const INCOMING_PORT: u16 = 4141;
 /// The admin port (dashboard, metrics, delegator).
 pub const ADMIN_PORT: u16 = 9990;
+/// The outgoing Thrift router's port (Thrift apps call out through it).
+pub const THRIFT_OUTGOING_PORT: u16 = 4114;
+/// The incoming Thrift router's port (other nodes' Plexus send here, over Mux).
+pub const THRIFT_INCOMING_PORT: u16 = 4115;
 
 /// One demo app (a `helloworld` process) and its pod.
 #[derive(Clone, Debug)]
@@ -34,6 +40,8 @@ pub struct App {
     pub target_world: Option<&'static str>,
     /// Whether it calls another service (and so needs `http_proxy`).
     pub calls_out: bool,
+    /// A Thrift app (`-protocol thrift`): it calls out through its node's Thrift router.
+    pub thrift: bool,
 }
 
 impl App {
@@ -49,7 +57,12 @@ impl App {
         if let Some(world) = self.target_world {
             cmd.env("TARGET_WORLD", world);
         }
-        if self.calls_out {
+        if self.calls_out && self.thrift {
+            cmd.arg(format!(
+                "-target={}:{THRIFT_OUTGOING_PORT}",
+                plexus_ip(self.node)
+            ));
+        } else if self.calls_out {
             cmd.env(
                 "http_proxy",
                 format!("{}:{OUTGOING_PORT}", plexus_ip(self.node)),
@@ -79,9 +92,10 @@ struct ServiceSpec {
     args: &'static [&'static str],
     target_world: Option<&'static str>,
     calls_out: bool,
+    thrift: bool,
 }
 
-const SERVICES: [ServiceSpec; 4] = [
+const SERVICES: [ServiceSpec; 6] = [
     ServiceSpec {
         name: "hello",
         port: 7777,
@@ -89,6 +103,7 @@ const SERVICES: [ServiceSpec; 4] = [
         args: &["-text=Hello", "-target=world"],
         target_world: None,
         calls_out: true,
+        thrift: false,
     },
     ServiceSpec {
         name: "world-v1",
@@ -97,6 +112,7 @@ const SERVICES: [ServiceSpec; 4] = [
         args: &[],
         target_world: Some("world"),
         calls_out: false,
+        thrift: false,
     },
     ServiceSpec {
         name: "world-v2",
@@ -105,6 +121,7 @@ const SERVICES: [ServiceSpec; 4] = [
         args: &[],
         target_world: Some("earth"),
         calls_out: false,
+        thrift: false,
     },
     ServiceSpec {
         name: "api",
@@ -113,6 +130,25 @@ const SERVICES: [ServiceSpec; 4] = [
         args: &["-text=api", "-target=hello", "-json"],
         target_world: None,
         calls_out: true,
+        thrift: false,
+    },
+    ServiceSpec {
+        name: "thrift-hello",
+        port: 7780,
+        host: 14,
+        args: &["-protocol=thrift", "-text=Hello"],
+        target_world: None,
+        calls_out: true,
+        thrift: true,
+    },
+    ServiceSpec {
+        name: "thrift-world",
+        port: 7781,
+        host: 15,
+        args: &["-protocol=thrift"],
+        target_world: Some("world"),
+        calls_out: false,
+        thrift: true,
     },
 ];
 
@@ -131,6 +167,7 @@ impl Layout {
                     args: spec.args.iter().map(|a| (*a).to_owned()).collect(),
                     target_world: spec.target_world,
                     calls_out: spec.calls_out,
+                    thrift: spec.thrift,
                 });
             }
         }
@@ -153,6 +190,14 @@ impl Layout {
             out.push((
                 SocketAddr::new(ip, INCOMING_PORT),
                 format!("node-{n}'s incoming router"),
+            ));
+            out.push((
+                SocketAddr::new(ip, THRIFT_OUTGOING_PORT),
+                format!("node-{n}'s outgoing Thrift router"),
+            ));
+            out.push((
+                SocketAddr::new(ip, THRIFT_INCOMING_PORT),
+                format!("node-{n}'s incoming Thrift router"),
             ));
             out.push((
                 SocketAddr::new(ip, ADMIN_PORT),
@@ -183,6 +228,16 @@ impl Layout {
                 ServicePort::new("outgoing", OUTGOING_PORT, OUTGOING_PORT),
                 ServicePort::new("incoming", INCOMING_PORT, INCOMING_PORT),
                 ServicePort::new("admin", ADMIN_PORT, ADMIN_PORT),
+                ServicePort::new(
+                    "thrift-outgoing",
+                    THRIFT_OUTGOING_PORT,
+                    THRIFT_OUTGOING_PORT,
+                ),
+                ServicePort::new(
+                    "thrift-incoming",
+                    THRIFT_INCOMING_PORT,
+                    THRIFT_INCOMING_PORT,
+                ),
             ],
         ));
         cluster.set_endpoints(
@@ -196,14 +251,17 @@ impl Layout {
                 EndpointPort::tcp("outgoing", OUTGOING_PORT),
                 EndpointPort::tcp("incoming", INCOMING_PORT),
                 EndpointPort::tcp("admin", ADMIN_PORT),
+                EndpointPort::tcp("thrift-outgoing", THRIFT_OUTGOING_PORT),
+                EndpointPort::tcp("thrift-incoming", THRIFT_INCOMING_PORT),
             ],
         );
         for spec in &SERVICES {
             let (service, port) = (spec.name, spec.port);
+            let port_name = if spec.thrift { "thrift" } else { "http" };
             cluster.apply_service(&Service::new(
                 "default",
                 service,
-                vec![ServicePort::new("http", port, port)],
+                vec![ServicePort::new(port_name, port, port)],
             ));
             let pods: Vec<&App> = self.apps.iter().filter(|a| a.service == service).collect();
             for app in &pods {
@@ -220,7 +278,7 @@ impl Layout {
                 pods.iter()
                     .map(|a| EndpointAddress::ready(&a.addr.ip().to_string(), &node_name(a.node)))
                     .collect(),
-                vec![EndpointPort::tcp("http", port)],
+                vec![EndpointPort::tcp(port_name, port)],
             );
         }
     }
@@ -234,7 +292,9 @@ impl Layout {
     /// [`Layout::node_config`] with the hop between nodes upgraded: when `certs` (a
     /// directory from `plexus tls init` + `plexus tls issue DIR linkerd`) is given, the
     /// outgoing router negotiates TLS and HTTP/2 with the other nodes' incoming routers
-    /// (`peerUpgrades: [h2, tls]`), which take TLS and plaintext on one port.
+    /// (`peerUpgrades: [h2, tls]`), which take TLS and plaintext on one port. The Thrift
+    /// routers always carry calls between nodes over one Mux session per peer
+    /// (`peerUpgrades: [mux]`).
     pub fn node_config_with(&self, n: u8, certs: Option<&std::path::Path>) -> String {
         let ip = plexus_ip(n);
         let (client, server) = match certs {
@@ -255,6 +315,9 @@ impl Layout {
                     /host       => /srv;\n    \
                     /svc        => /host;\n    \
                     /host/world => /srv/world-v1;\n";
+        // Thrift calls are named by method (`thriftMethodInDst`): greet goes to world.
+        let thrift_dtab = "    /srv       => /#/io.l5d.k8s/default/thrift;\n    \
+                           /svc/greet => /srv/thrift-world;\n";
         format!(
             "# node-{n} of the Plexus demo: the tutorial's DaemonSet config on loopback.\n\
 admin:\n  ip: {ip}\n  port: {ADMIN_PORT}\n\n\
@@ -262,7 +325,9 @@ namers:\n- kind: io.l5d.k8s\n  host: {api_ip}\n  port: {api_port}\n\n\
 telemetry:\n- kind: io.l5d.prometheus\n\n\
 routers:\n\
 - protocol: http\n  label: outgoing\n  dtab: |\n{dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.daemonset\n      namespace: default\n      port: incoming\n      service: l5d\n  servers:\n  - port: {OUTGOING_PORT}\n    ip: {ip}\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n{client}\n\
-- protocol: http\n  label: incoming\n  dtab: |\n{dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.localnode\n  servers:\n  - port: {INCOMING_PORT}\n    ip: {ip}\n{server}",
+- protocol: http\n  label: incoming\n  dtab: |\n{dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.localnode\n  servers:\n  - port: {INCOMING_PORT}\n    ip: {ip}\n{server}\n\
+- protocol: thrift\n  label: thrift-outgoing\n  thriftMethodInDst: true\n  dtab: |\n{thrift_dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.daemonset\n      namespace: default\n      port: thrift-incoming\n      service: l5d\n  servers:\n  - port: {THRIFT_OUTGOING_PORT}\n    ip: {ip}\n  client:\n    peerUpgrades: [mux]\n\n\
+- protocol: thrift\n  label: thrift-incoming\n  thriftMethodInDst: true\n  dtab: |\n{thrift_dtab}  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.k8s.localnode\n  servers:\n  - port: {THRIFT_INCOMING_PORT}\n    ip: {ip}\n",
             api_ip = self.api.ip(),
             api_port = self.api.port(),
         )
@@ -297,7 +362,7 @@ mod tests {
         addrs.sort();
         addrs.dedup();
         assert_eq!(addrs.len(), listeners.len());
-        assert_eq!(layout.apps.len(), 12);
+        assert_eq!(layout.apps.len(), 18);
         for n in layout.nodes.clone() {
             let config = Config::parse(&layout.node_config(n)).expect("parses");
             assert_eq!(config.validate(), Vec::<String>::new());

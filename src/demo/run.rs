@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use super::layout::{self, ADMIN_PORT, INCOMING_PORT, Layout, OUTGOING_PORT};
+use super::layout::{self, ADMIN_PORT, INCOMING_PORT, Layout, OUTGOING_PORT, THRIFT_OUTGOING_PORT};
 use crate::sim::Cluster;
 
 /// How to run the demo.
@@ -291,6 +291,57 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// Calls `Greeter.greet("plexus")` on the Thrift app at `addr` (framed, strict binary),
+/// as `helloworld-client -protocol thrift` does, and returns the greeting.
+async fn greet(addr: SocketAddr) -> Result<String, String> {
+    use plexus_thrift::{Decoder, Limits, Message, MessageHeader, MessageKind, Protocol};
+    let name = b"plexus";
+    let mut args = vec![0x0b, 0x00, 0x01];
+    args.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    args.extend_from_slice(name);
+    args.push(0);
+    let call = Message::from_header_and_body(
+        MessageHeader::new("greet", MessageKind::Call, 1, Protocol::Binary),
+        &args,
+    );
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut out = bytes::BytesMut::new();
+        plexus_thrift::encode(&call, true, &mut out).map_err(|e| e.to_string())?;
+        s.write_all(&out).await.map_err(|e| e.to_string())?;
+        let mut decoder = Decoder::new(true, Limits::default());
+        let mut buf = bytes::BytesMut::new();
+        loop {
+            if let Some(reply) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
+                return Ok(reply);
+            }
+            if s.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("the connection closed before the reply".to_owned());
+            }
+        }
+    };
+    let reply = tokio::time::timeout(Duration::from_secs(15), exchange)
+        .await
+        .map_err(|_| format!("no answer from {addr} within 15 s"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    if reply.header().kind == MessageKind::Exception {
+        let e = plexus_thrift::ApplicationException::from_message(&reply)
+            .map_or_else(|e| e.to_string(), |e| e.message);
+        return Err(format!("{addr}: {e}"));
+    }
+    // The result struct: field 0, a string.
+    let body = reply.body();
+    match body {
+        [0x0b, 0x00, 0x00, a, b, c, d, rest @ ..] => {
+            let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+            rest.get(..len)
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+                .ok_or_else(|| format!("{addr}: a truncated reply"))
+        }
+        _ => Err(format!("{addr}: an unexpected reply")),
+    }
+}
+
 /// `GET http://<host>/` through node 1's outgoing router, as `curl -x` does.
 async fn via_node1(host: &str, headers: &[(&str, &str)]) -> Result<(u16, String), String> {
     let proxy = SocketAddr::new(layout::plexus_ip(1), OUTGOING_PORT);
@@ -309,6 +360,20 @@ async fn walk_through(layout: &Layout, work: &Path) -> Result<(), String> {
                 ));
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let thrift_hello = layout
+        .apps
+        .iter()
+        .find(|a| a.service == "thrift-hello" && a.node == 1)
+        .map_or_else(|| SocketAddr::from(([127, 0, 1, 14], 7780)), |a| a.addr);
+    let greeting = loop {
+        match greet(thrift_hello).await {
+            Ok(g) => break g,
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("the Thrift hello did not answer: {e}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
     let override_dtab = "/host/world => /srv/world-v2;";
@@ -337,7 +402,7 @@ async fn walk_through(layout: &Layout, work: &Path) -> Result<(), String> {
             .map(|a| format!("{} {}", a.service, a.addr))
             .collect();
         out.push_str(&format!(
-            "  node-{n}  Plexus {ip} (outgoing :{OUTGOING_PORT}, incoming :{INCOMING_PORT}, admin :{ADMIN_PORT}); pods: {}\n",
+            "  node-{n}  Plexus {ip} (outgoing :{OUTGOING_PORT}, incoming :{INCOMING_PORT}, Thrift :{THRIFT_OUTGOING_PORT}, admin :{ADMIN_PORT}); pods: {}\n",
             pods.join(", "),
             ip = layout::plexus_ip(n),
         ));
@@ -368,6 +433,11 @@ async fn walk_through(layout: &Layout, work: &Path) -> Result<(), String> {
          $ curl -s -X POST 'http://{failing}/setLatency?latency=2s'\n  \
          $ for i in $(seq 20); do curl -s -x http://{n1}:{OUTGOING_PORT} http://hello; echo; done\n  \
          $ curl -s -X POST 'http://{failing}/setFailureRate?failureRate=0'   # and latency=0s to heal it\n\n"
+    ));
+    out.push_str(&format!(
+        "5. Thrift: the Thrift hello calls Greeter.greet on world through its node's Plexus\n   \
+         (:{THRIFT_OUTGOING_PORT}); between nodes the call rides one ThriftMux session per peer:\n\n  \
+         $ helloworld-client -protocol thrift {thrift_hello}\n  {greeting}\n\n"
     ));
     out.push_str("Ctrl-C stops the demo and everything it started.\n");
     println!("{out}");
