@@ -2,7 +2,9 @@
 //! It measures gRPC unary calls through one h2 router against calling the server
 //! directly (h2load), the two-hop path of the per-host mesh with the hop in HTTP/1.1,
 //! upgraded to HTTP/2 between the peers, in TLS and both (wrk), and what TLS costs one
-//! router on keep-alive connections and per new connection (full handshakes). Targets
+//! router on keep-alive connections and per new connection (full handshakes), and Thrift
+//! calls direct, through one thrift router and through two peers with and without the
+//! Mux upgrade. Targets
 //! of a section run at once and are measured in interleaved rounds; the report gives
 //! medians over the rounds and CPU per request of every process from `/proc`. See
 //! `benches/README.md`.
@@ -32,6 +34,7 @@ mod report;
 mod rounds;
 mod sections;
 mod setup;
+mod thrift;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -47,7 +50,7 @@ pub(crate) const LOAD_CPU: usize = 0;
 pub(crate) const SERVER_CPU: usize = 1;
 
 /// The sections, in the order they run.
-const SECTIONS: [&str; 3] = ["grpc", "mesh", "tls"];
+const SECTIONS: [&str; 4] = ["grpc", "mesh", "tls", "thrift"];
 
 /// What a run does, from `PLEXUS_BENCH_*` environment variables.
 #[derive(Debug)]
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
     match std::env::var(ROLE_ENV).as_deref() {
         Ok("backend") => return backend::backend_main(),
         Ok("connect") => return connect::connect_main(),
+        Ok("thrift-load") => return thrift::thrift_main(),
         _ => {}
     }
     if !std::env::args().any(|a| a == "--bench") {
@@ -174,7 +178,7 @@ fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     procs::ensure_packages(&[("wrk", "wrk"), ("h2load", "nghttp2-client")])?;
     let (plexus, plexus_source) = binary("PLEXUS_BENCH_PLEXUS", "plexus", "plexus")?;
-    let helloworld = if settings.wants("grpc") {
+    let helloworld = if settings.wants("grpc") || settings.wants("thrift") {
         Some(binary(
             "PLEXUS_BENCH_HELLOWORLD",
             "plexus-examples",
@@ -210,6 +214,7 @@ fn run() -> anyhow::Result<()> {
             ("grpc", Some((hw, _)), _) => sections::grpc(&ctx, hw)?,
             ("mesh", _, Some(certs)) => sections::mesh(&ctx, certs)?,
             ("tls", _, Some(certs)) => sections::tls(&ctx, certs)?,
+            ("thrift", Some((hw, _)), _) => sections::thrift(&ctx, hw)?,
             _ => continue,
         };
         sections.push(section);

@@ -98,7 +98,7 @@ fn render_section(s: &mut String, section: &Section) {
         let p50 = spread(&t.samples.iter().map(|x| x.p50_us).collect::<Vec<_>>()).0;
         let p99 = spread(&t.samples.iter().map(|x| x.p99_us).collect::<Vec<_>>()).0;
         let lat = match &t.load {
-            crate::rounds::Load::Wrk { .. } => {
+            crate::rounds::Load::Wrk { .. } | crate::rounds::Load::Thrift(_) => {
                 format!("p50 {} / p99 {}", latency(p50), latency(p99))
             }
             crate::rounds::Load::H2load { .. } => format!("mean {}", latency(p50)),

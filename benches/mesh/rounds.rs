@@ -14,6 +14,7 @@ use crate::h2load::{self, H2loadSpec};
 use crate::load;
 use crate::measure::{clock_ticks_per_second, machine_ticks, tree_cpu_ticks};
 use crate::procs::Proc;
+use crate::thrift::{self, ThriftSpec};
 
 /// How a target is loaded.
 #[derive(Clone, Debug)]
@@ -34,6 +35,8 @@ pub(crate) enum Load {
     },
     /// A new connection per request ([`crate::connect`]).
     Connect(ConnectSpec),
+    /// Serial Thrift calls ([`crate::thrift`]).
+    Thrift(ThriftSpec),
 }
 
 /// A process whose CPU time is counted for a target, with the role it plays.
@@ -220,6 +223,18 @@ pub(crate) fn run_load(
                 errors,
                 error_note: (errors > 0)
                     .then(|| format!("h2load: {} failed, {} not 2xx", h.failed, h.non_2xx)),
+                ..Sample::default()
+            }
+        }
+        Load::Thrift(spec) => {
+            let t = thrift::run(spec, secs, cpu, dir)?;
+            Sample {
+                requests: t.requests,
+                secs: t.secs,
+                p50_us: t.p50_us,
+                p99_us: t.p99_us,
+                errors: t.errors,
+                error_note: t.first_error,
                 ..Sample::default()
             }
         }

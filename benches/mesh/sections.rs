@@ -9,6 +9,9 @@
 //!   hop in HTTP/1.1, upgraded to HTTP/2 (`peerUpgrades: [h2]`), in TLS, and both.
 //! - `tls`: one router in front of the backend, plain and with TLS, on keep-alive
 //!   connections (wrk) and with a new connection, so a full handshake, per request.
+//! - `thrift`: serial Thrift calls straight to the Thrift helloworld, through one
+//!   thrift router, and through two Plexus peers with the hop in plain Thrift and
+//!   upgraded to one Mux session (`peerUpgrades: [mux]`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -514,6 +517,158 @@ pub(crate) fn tls(ctx: &Ctx<'_>, certs: &Certs) -> anyhow::Result<Section> {
                  CPU {SERVER_CPU}. CPU per request is Plexus's, so for new connections it \
                  is the cost of accepting (and handshaking) one connection plus one request."
             ),
+        ],
+        targets,
+        findings,
+    })
+}
+
+/// Thrift calls: direct, one router, and two peers with and without the Mux upgrade.
+pub(crate) fn thrift(ctx: &Ctx<'_>, helloworld: &Path) -> anyhow::Result<Section> {
+    let s = ctx.settings;
+    let dir = ctx.dir.join("thrift");
+    std::fs::create_dir_all(&dir)?;
+    let world_addr = free_addr("127.0.0.1")?;
+    let mut world = setup::start_thrift_world(helloworld, world_addr, s.server_cpu(), &dir)?;
+    let load = |addr: SocketAddr| {
+        Load::Thrift(crate::thrift::ThriftSpec {
+            addr,
+            conns: s.conns,
+        })
+    };
+    let router = |label: &str, ip: &str, port: u16, dtab: String, client: &str| {
+        format!(
+            "routers:\n- protocol: thrift\n  label: {label}\n  dtab: {dtab}\n{client}\
+             \x20 servers:\n  - ip: {ip}\n    port: {port}\n"
+        )
+    };
+    let to_world = format!("/svc => /$/inet/{}/{};", world_addr.ip(), world_addr.port());
+    let mut targets = vec![Target::new(
+        "direct",
+        load(world_addr),
+        vec![counted("server", &world, false)],
+        &dir,
+    )?];
+    let one = free_addr("127.0.0.1")?;
+    let p = setup::start_plexus(
+        ctx.plexus,
+        "one-hop",
+        "127.0.0.1",
+        &router("thrift", "127.0.0.1", one.port(), to_world.clone(), ""),
+        s.server_cpu(),
+        &dir,
+        &Ready::Thrift(one),
+    )?;
+    let mut t = Target::new(
+        "one thrift router",
+        load(one),
+        vec![
+            counted("plexus", &p.proc, true),
+            counted("server", &world, false),
+        ],
+        &dir,
+    )?;
+    t.reference = Some(0);
+    t.procs.push(p.proc);
+    targets.push(t);
+    let mut incoming_addrs = Vec::new();
+    let mut admins = Vec::new();
+    for (label, slug, client) in [
+        ("two hops, plain Thrift", "plain", ""),
+        (
+            "two hops, Mux (peerUpgrades: [mux])",
+            "mux",
+            "  client:\n    peerUpgrades: [mux]\n",
+        ),
+    ] {
+        let inc = free_addr("127.0.2.1")?;
+        let incoming = setup::start_plexus(
+            ctx.plexus,
+            &format!("incoming-{slug}"),
+            "127.0.2.1",
+            &router("incoming", "127.0.2.1", inc.port(), to_world.clone(), ""),
+            s.server_cpu(),
+            &dir,
+            &Ready::Thrift(inc),
+        )?;
+        let out = free_addr("127.0.1.1")?;
+        let outgoing = setup::start_plexus(
+            ctx.plexus,
+            &format!("outgoing-{slug}"),
+            "127.0.1.1",
+            &router(
+                "outgoing",
+                "127.0.1.1",
+                out.port(),
+                format!("/svc => /$/inet/{}/{};", inc.ip(), inc.port()),
+                client,
+            ),
+            s.server_cpu(),
+            &dir,
+            &Ready::Thrift(out),
+        )?;
+        let mut t = Target::new(
+            label,
+            load(out),
+            vec![
+                counted("outgoing", &outgoing.proc, true),
+                counted("incoming", &incoming.proc, true),
+                counted("server", &world, false),
+            ],
+            &dir,
+        )?;
+        t.reference = Some(0);
+        incoming_addrs.push(inc);
+        admins.push(incoming.admin);
+        t.procs.push(outgoing.proc);
+        t.procs.push(incoming.proc);
+        targets.push(t);
+    }
+    measure(ctx, "thrift", &mut targets)?;
+    world.check_alive()?;
+    let mut findings = Vec::new();
+    for (t, (inc, admin)) in targets[2..]
+        .iter_mut()
+        .zip(incoming_addrs.iter().zip(&admins))
+    {
+        let m = setup::metrics(*admin)?;
+        let key = |k: &str| {
+            format!(
+                "rt/incoming/server/{}/{}/protocol/{k}/requests",
+                inc.ip(),
+                inc.port()
+            )
+        };
+        t.note = format!(
+            "incoming saw {:.0} thriftmux and {:.0} plain Thrift calls",
+            setup::metric(&m, &key("thriftmux")),
+            setup::metric(&m, &key("thrift"))
+        );
+        findings.push(format!("{}: {}", t.name, t.note));
+    }
+    for through in &targets[1..] {
+        let ratio = crate::report::median_rps(through) / crate::report::median_rps(&targets[0]);
+        findings.push(format!(
+            "{}: {:.0} % of direct throughput",
+            through.name,
+            100.0 * ratio
+        ));
+    }
+    Ok(Section {
+        title: "Thrift calls: one router, and two peers with and without Mux",
+        method: vec![
+            "Server: `helloworld -protocol thrift -text world` (framed, strict binary), \
+             method `greet`."
+                .into(),
+            format!(
+                "Load: the bench's Thrift client (`PLEXUS_BENCH_ROLE=thrift-load`), {} \
+                 connections, one call in flight on each (serial Thrift), every reply checked.",
+                s.conns
+            ),
+            "Two hops: outgoing router on 127.0.1.1, incoming router on 127.0.2.1, both \
+             `protocol: thrift`; with Mux, the outgoing client has `peerUpgrades: [mux]` and \
+             all its calls share one Mux session per worker."
+                .into(),
         ],
         targets,
         findings,

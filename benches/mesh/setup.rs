@@ -82,6 +82,8 @@ pub(crate) enum Ready {
     Grpc(SocketAddr),
     /// The port accepts connections (a TLS server; the load run checks the answers).
     Listening(SocketAddr),
+    /// A Thrift `greet` call is answered.
+    Thrift(SocketAddr),
 }
 
 /// Waits until `proc` is ready as `ready` says.
@@ -89,6 +91,7 @@ pub(crate) fn wait(proc: &mut Proc, ready: &Ready) -> anyhow::Result<()> {
     match *ready {
         Ready::Http(addr) => procs::wait_ready_at(proc, addr),
         Ready::Grpc(addr) => crate::grpc::wait_ok(proc, addr).map(|_| ()),
+        Ready::Thrift(addr) => crate::thrift::wait_ok(proc, addr),
         Ready::Listening(addr) => {
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
@@ -150,6 +153,27 @@ pub(crate) fn start_world(
         .arg(format!("-addr={addr}"));
     let mut proc = Proc::spawn(name, &cmd, cpu, &dir.join(format!("{name}.log")), None)?;
     wait(&mut proc, &Ready::Grpc(addr))?;
+    Ok(proc)
+}
+
+/// Starts `helloworld -protocol thrift -text world` on `addr`, pinned to `cpu`.
+pub(crate) fn start_thrift_world(
+    bin: &Path,
+    addr: SocketAddr,
+    cpu: Option<usize>,
+    dir: &Path,
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["-protocol", "thrift", "-text", "world"])
+        .arg(format!("-addr={addr}"));
+    let mut proc = Proc::spawn(
+        "thrift-world",
+        &cmd,
+        cpu,
+        &dir.join("thrift-world.log"),
+        None,
+    )?;
+    wait(&mut proc, &Ready::Thrift(addr))?;
     Ok(proc)
 }
 

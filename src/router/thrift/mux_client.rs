@@ -23,7 +23,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use plexus_mux::{ClientEvent, ClientSession, Request, Response, SessionConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::upstream::MUX_HANDSHAKE_TIMEOUT;
 use crate::router::client::{Dial, open};
@@ -63,6 +63,9 @@ type Key = (SocketAddr, Option<Arc<str>>);
 
 thread_local! {
     static SESSIONS: RefCell<HashMap<Key, Rc<Session>>> = RefCell::new(HashMap::new());
+    /// Sessions being opened: later callers wait for the first one's handshake instead
+    /// of opening sessions of their own.
+    static OPENING: RefCell<HashMap<Key, watch::Receiver<bool>>> = RefCell::new(HashMap::new());
 }
 
 fn key(dial: &Dial<'_>) -> Key {
@@ -85,11 +88,31 @@ pub enum OpenError {
 /// This worker's session to the endpoint, opened (handshake included) if there is none.
 pub async fn session(dial: &Dial<'_>) -> Result<Rc<Session>, OpenError> {
     let key = key(dial);
-    if let Some(s) = SESSIONS.with(|s| s.borrow().get(&key).cloned())
-        && s.usable()
-    {
-        return Ok(s);
+    loop {
+        if let Some(s) = SESSIONS.with(|s| s.borrow().get(&key).cloned())
+            && s.usable()
+        {
+            return Ok(s);
+        }
+        let Some(mut opening) = OPENING.with(|o| o.borrow().get(&key).cloned()) else {
+            break;
+        };
+        // Another call is opening this session: use it once it is open (or, if that
+        // failed, try again).
+        let _ = opening.wait_for(|done| *done).await;
+        if !SESSIONS.with(|s| s.borrow().get(&key).is_some_and(|s| s.usable())) {
+            break;
+        }
     }
+    let (opened, rx) = watch::channel(false);
+    OPENING.with(|o| o.borrow_mut().insert(key.clone(), rx));
+    let result = open_session(dial, key.clone()).await;
+    OPENING.with(|o| o.borrow_mut().remove(&key));
+    opened.send_replace(true);
+    result
+}
+
+async fn open_session(dial: &Dial<'_>, key: Key) -> Result<Rc<Session>, OpenError> {
     let io = open(dial, false).await.map_err(OpenError::Connect)?;
     let (commands, rx) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = oneshot::channel();

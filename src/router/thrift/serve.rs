@@ -10,7 +10,8 @@
 //! Thrift calls on one connection are dispatched concurrently as they are read (a
 //! pipelining client gets its calls routed in parallel) and their replies are written
 //! in the order the calls came, as a serial Thrift client expects. At most
-//! [`MAX_PIPELINED`] calls are in flight per connection; reading waits beyond that.
+//! [`MAX_PIPELINED`] calls are in flight per connection, and reading also waits while
+//! a client leaves more than [`MAX_UNWRITTEN`] bytes of replies unread.
 //! A message that cannot be read is answered with a `TApplicationException` when its
 //! header could be read, and the connection is closed: the stream is out of step. Proxy
 //! failures are answered the way Linkerd did, as a `TApplicationException` (type 6,
@@ -42,6 +43,10 @@ use crate::router::stats;
 
 /// Calls one connection may have in flight.
 pub const MAX_PIPELINED: usize = 128;
+
+/// Reply bytes kept for a client that does not read them; no more calls are read from
+/// it until they drain below this.
+const MAX_UNWRITTEN: usize = 4 << 20;
 
 /// How long in-flight Mux calls get after a drain starts.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -239,7 +244,7 @@ impl Conn {
         let mut reading = true;
         let mut drain = self.drain.clone();
         loop {
-            while reading && calls.len() < MAX_PIPELINED {
+            while reading && calls.len() < MAX_PIPELINED && out.len() < MAX_UNWRITTEN {
                 let next = self.next_message(&mut decoder, &mut buf, upgraded, first);
                 match next {
                     Ok(None) => break,
@@ -289,7 +294,7 @@ impl Conn {
                 break;
             }
             tokio::select! {
-                read = rd.read_buf(&mut buf), if reading && calls.len() < MAX_PIPELINED => {
+                read = rd.read_buf(&mut buf), if reading && calls.len() < MAX_PIPELINED && out.len() < MAX_UNWRITTEN => {
                     match read {
                         Ok(0) | Err(_) => reading = false,
                         Ok(_) => {}
@@ -367,7 +372,7 @@ impl Conn {
             }
             let timeout = session.poll_timeout();
             tokio::select! {
-                read = rd.read_buf(&mut inbuf) => match read {
+                read = rd.read_buf(&mut inbuf), if out.len() < MAX_UNWRITTEN => match read {
                     Ok(0) | Err(_) => session.receive_eof(Instant::now()),
                     Ok(_) => {
                         session.receive(&inbuf, Instant::now());
