@@ -300,9 +300,9 @@ fn run_peer(dir: &Path, what: &str, args: &[String]) -> Run {
     }
 }
 
-/// Runs every combination, each against its own server on `app_port`, the client aimed
-/// at `target(combo, app_port)`. Returns a report per failing run (with the server's log),
-/// after printing the matrix.
+/// Runs the combinations one after another, each against its own server on its port, the
+/// client aimed at `target(index)`. Prints the matrix (visible with `--nocapture`) and
+/// returns a report per failing run, with the server's log.
 fn run_matrix(
     dir: &Path,
     combos: &[(Combo, u16)],
@@ -428,29 +428,40 @@ fn plexus_matrix() {
 
     // Each client run had exactly two failing calls: `declared` (a REPLY carrying the
     // declared exception Oops) and `appexc` (an EXCEPTION message). Both count as failures
-    // of the router's service; everything else succeeded.
-    let prom = curl(&[&format!(
-        "http://127.0.0.1:{admin}/admin/metrics/prometheus"
-    )])
-    .body;
-    for (combo, _) in &combos {
-        let labels = format!(
-            "rt=\"{}\",service=\"{}\"",
-            combo.label(),
-            combo.dst().trim_start_matches('/')
-        );
-        let value = |name| prometheus_value(&prom, name, &labels);
-        let (requests, failures) = (value("rt:service:requests"), value("rt:service:failures"));
-        let ok = failures == Some(2.0) && requests.is_some_and(|r| r >= 200.0);
-        eprintln!(
-            "{:<44} requests {requests:?}, failures {failures:?}",
-            combo.label()
-        );
-        if !ok {
+    // of the router's service; everything else succeeded. (The counts may land just after
+    // the client saw its reply, so they get a few seconds to settle.)
+    let metrics_url = format!("http://127.0.0.1:{admin}/admin/metrics/prometheus");
+    let counts = |prom: &str| -> Vec<(String, Option<f64>, Option<f64>)> {
+        combos
+            .iter()
+            .map(|(combo, _)| {
+                let labels = format!(
+                    "rt=\"{}\",service=\"{}\"",
+                    combo.label(),
+                    combo.dst().trim_start_matches('/')
+                );
+                let requests = prometheus_value(prom, "rt:service:requests", &labels);
+                let failures = prometheus_value(prom, "rt:service:failures", &labels);
+                (labels, requests, failures)
+            })
+            .collect()
+    };
+    let expected = |r: Option<f64>, f: Option<f64>| f == Some(2.0) && r.is_some_and(|r| r >= 200.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let prom = loop {
+        let prom = curl(&[&metrics_url]).body;
+        let settled = counts(&prom).iter().all(|(_, r, f)| expected(*r, *f));
+        if settled || Instant::now() > deadline {
+            break prom;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (labels, requests, failures) in counts(&prom) {
+        eprintln!("{labels:<60} requests {requests:?}, failures {failures:?}");
+        if !expected(requests, failures) {
             problems.push(format!(
-                "metrics of router {}: rt:service:requests{{{labels}}} = {requests:?} \
-                 (want >= 200), rt:service:failures = {failures:?} (want 2: declared + appexc)",
-                combo.label()
+                "metrics: rt:service:requests{{{labels}}} = {requests:?} (want >= 200), \
+                 rt:service:failures{{{labels}}} = {failures:?} (want 2: declared + appexc)"
             ));
         }
     }

@@ -40,7 +40,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 IDL = os.path.join(HERE, "echo.thrift")
 SERVICE = "Echo"  # the TMultiplexedProtocol service name
-TIMEOUT_S = 20  # a socket read that waits longer than this fails the case
+TIMEOUT_S = 10  # a socket read that waits longer than this fails the case
 INTERNAL_ERROR = 6  # TApplicationException type for an undeclared error in a handler
 
 ALL_CASES = ["echo", "void", "declared", "appexc", "oneway", "large", "many"]
