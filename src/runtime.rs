@@ -198,10 +198,12 @@ fn routers(
 ) -> Result<Vec<Arc<Router>>, StartError> {
     let mut routers = Vec::new();
     for router in &config.routers {
-        let Some((h, version)) = router.http() else {
-            continue;
+        let interpreter = match (router.http(), router.thrift()) {
+            (Some((h, _)), _) => &h.interpreter,
+            (_, Some((t, _))) => &t.interpreter,
+            _ => continue,
         };
-        let own = match &h.interpreter {
+        let own = match interpreter {
             Some(Interpreter::Default(d)) => d
                 .transformers
                 .iter()
@@ -210,17 +212,26 @@ fn routers(
                 .map_err(StartError::Plugin)?,
             _ => Vec::new(),
         };
-        routers.push(
-            Router::from_config(
+        let built = match (router.http(), router.thrift()) {
+            (Some((h, version)), _) => Router::from_config(
                 h,
                 version,
                 namers.clone(),
                 epoch.clone(),
                 own,
                 telemetry.clone(),
-            )
-            .map_err(StartError::Plugin)?,
-        );
+            ),
+            (_, Some((t, flavor))) => Router::from_thrift_config(
+                t,
+                flavor,
+                namers.clone(),
+                epoch.clone(),
+                own,
+                telemetry.clone(),
+            ),
+            _ => continue,
+        };
+        routers.push(built.map_err(StartError::Plugin)?);
     }
     Ok(routers)
 }

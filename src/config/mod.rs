@@ -25,7 +25,8 @@ pub use namer::{
 pub use router::{
     AddForwardedHeader, BindingCache, DefaultInterpreter, HeaderPathIdentifier, HeaderToken,
     HttpRouter, HttpVersion, Identifier, Interpreter, Labeler, MethodAndHost, NoSettings,
-    OneOrMany, PathIdentifier, Router, Server, StaticIdentifier, StaticLabel,
+    OneOrMany, PathIdentifier, Router, Server, StaticIdentifier, StaticLabel, ThriftFlavor,
+    ThriftProtocol, ThriftRouter,
 };
 pub use stack::{
     Backoff, Budget, ClientConfig, FailureAccrual, LoadBalancer, ResponseClassifier, ServiceConfig,
@@ -56,8 +57,11 @@ pub const GRPC_CLASSIFIERS: &[&str] = &[
     "io.l5d.h2.grpc.retryableStatusCodes",
 ];
 
-/// The upgrades `peerUpgrades` may name.
+/// The upgrades `peerUpgrades` may name on HTTP routers.
 pub const PEER_UPGRADES: &[&str] = &["h2", "tls"];
+
+/// The upgrades `peerUpgrades` may name on Thrift routers.
+pub const THRIFT_PEER_UPGRADES: &[&str] = &["mux", "tls"];
 
 /// The response classifiers of h2 routers: the twins of [`HTTP_CLASSIFIERS`].
 pub const H2_CLASSIFIERS: &[&str] = &[
@@ -214,22 +218,25 @@ impl Config {
         let mut labels = Vec::new();
         let mut sockets = Vec::new();
         for (i, router) in self.routers.iter().enumerate() {
-            let Some((r, version)) = router.http() else {
+            let label = router.label().to_string();
+            let at = format!("routers[{i}] ({label})");
+            if let Some((r, version)) = router.http() {
+                v.http_router(&at, r, version, &mut sockets);
+            } else if let Some((r, flavor)) = router.thrift() {
+                v.thrift_router(&at, r, flavor, &mut sockets);
+            } else {
                 v.problem(format!(
                     "routers[{i}]: protocol {} is not supported yet",
                     router.protocol()
                 ));
                 continue;
-            };
-            let label = r.label.clone().unwrap_or_else(|| version.protocol().into());
-            let at = format!("routers[{i}] ({label})");
+            }
             if labels.contains(&label) {
                 v.problem(format!(
                     "{at}: label {label} is used by another router; labels must be unique"
                 ));
             }
             labels.push(label);
-            v.http_router(&at, r, version, &mut sockets);
         }
         for (i, t) in self.telemetry.iter().enumerate() {
             let at = format!("telemetry[{i}] ({})", t.kind());
@@ -359,6 +366,134 @@ impl Validation {
         }
     }
 
+    /// What every server is checked for, whatever its router's protocol.
+    fn server_common(
+        &mut self,
+        sat: &str,
+        s: &Server,
+        socket: (IpAddr, u16),
+        sockets: &mut Vec<(IpAddr, u16)>,
+    ) {
+        if sockets.contains(&socket) {
+            self.problem(format!(
+                "{sat}: {}:{} is already used by another server",
+                socket.0, socket.1
+            ));
+        }
+        sockets.push(socket);
+        for p in s
+            .tls
+            .iter()
+            .flat_map(plexus_tls::ServerTlsSettings::validate)
+        {
+            self.problem(format!("{sat}.tls.{}: {}", p.key, p.message));
+        }
+        if s.accept_plaintext.is_some() && s.tls.is_none() {
+            self.problem(format!(
+                "{sat}: acceptPlaintext is only meaningful with tls (it lets peers negotiate TLS)"
+            ));
+        }
+        self.keys(
+            sat,
+            &[
+                ("socketOptions", s.socket_options.is_some()),
+                ("serverSession", s.server_session.is_some()),
+                ("announce", s.announce.is_some()),
+                ("timestampHeader", s.timestamp_header.is_some()),
+                ("maxConcurrentRequests", s.max_concurrent_requests.is_some()),
+                ("timeoutMs", s.timeout_ms.is_some()),
+            ],
+        );
+    }
+
+    fn thrift_router(
+        &mut self,
+        at: &str,
+        r: &ThriftRouter,
+        flavor: ThriftFlavor,
+        sockets: &mut Vec<(IpAddr, u16)>,
+    ) {
+        let own = flavor.protocol();
+        if r.servers.is_empty() {
+            self.problem(format!("{at}: servers: at least one server is required"));
+        }
+        for (j, s) in r.servers.iter().enumerate() {
+            let sat = format!("{at}.servers[{j}]");
+            let socket = (
+                s.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                s.port.unwrap_or(flavor.default_port()),
+            );
+            for (key, present) in [
+                ("clearContext", s.clear_context.is_some()),
+                ("addForwardedHeader", s.add_forwarded_header.is_some()),
+                ("maxCallDepth", s.max_call_depth.is_some()),
+                (
+                    "maxConcurrentStreamsPerConnection",
+                    s.max_concurrent_streams_per_connection.is_some(),
+                ),
+                (
+                    "initialStreamWindowBytes",
+                    s.initial_stream_window_bytes.is_some(),
+                ),
+                ("maxFrameBytes", s.max_frame_bytes.is_some()),
+                ("maxHeaderListBytes", s.max_header_list_bytes.is_some()),
+                ("headerTableBytes", s.header_table_bytes.is_some()),
+                ("windowUpdateRatio", s.window_update_ratio.is_some()),
+            ] {
+                if present {
+                    self.problem(format!(
+                        "{sat}: key {key} is for http and h2 routers; this is a {own} router"
+                    ));
+                }
+            }
+            self.server_common(&sat, s, socket, sockets);
+        }
+        self.keys(
+            at,
+            &[
+                ("announcers", r.announcers.is_some()),
+                ("tracePropagator", r.trace_propagator.is_some()),
+            ],
+        );
+        match &r.interpreter {
+            None => {}
+            Some(Interpreter::Default(d)) => {
+                self.transformers(&format!("{at}.interpreter"), &d.transformers)
+            }
+            Some(other) => self.kind(
+                &format!("{at}.interpreter"),
+                "interpreter",
+                interpreter_kind(other),
+            ),
+        }
+        if let Some(s) = &r.service {
+            self.thrift_service(&format!("{at}.service"), s, true);
+        }
+        if let Some(c) = &r.client {
+            self.client(&format!("{at}.client"), c, true, Family::Thrift);
+        }
+    }
+
+    /// A Thrift router's service block: timeouts and retries apply; response
+    /// classifiers are HTTP's (Thrift replies are classified by their type).
+    fn thrift_service(&mut self, at: &str, s: &ServiceConfig, top: bool) {
+        self.prefix(at, &s.prefix);
+        if let Some(r) = &s.retries {
+            self.budget(&format!("{at}.retries.budget"), &r.budget);
+            self.backoff(&format!("{at}.retries.backoff"), &r.backoff);
+        }
+        if let Some(c) = &s.response_classifier {
+            self.problem(format!(
+                "{at}: responseClassifier kind {} is for http and h2 routers; thrift routers classify replies by their type (see idempotentMethods)",
+                c.kind
+            ));
+        }
+        self.stack_shape(at, s.kind, s.configs.is_some(), s.prefix.is_some(), top);
+        for (i, c) in s.configs.iter().flatten().enumerate() {
+            self.thrift_service(&format!("{at}.configs[{i}]"), c, false);
+        }
+    }
+
     fn http_router(
         &mut self,
         at: &str,
@@ -403,36 +538,12 @@ impl Validation {
                     foreign(self, &sat, key, present);
                 }
             }
-            if sockets.contains(&socket) {
+            if s.thrift_framed.is_some() {
                 self.problem(format!(
-                    "{sat}: {}:{} is already used by another server",
-                    socket.0, socket.1
+                    "{sat}: key thriftFramed is for thrift routers; this is an {own} router"
                 ));
             }
-            sockets.push(socket);
-            for p in s
-                .tls
-                .iter()
-                .flat_map(plexus_tls::ServerTlsSettings::validate)
-            {
-                self.problem(format!("{sat}.tls.{}: {}", p.key, p.message));
-            }
-            if s.accept_plaintext.is_some() && s.tls.is_none() {
-                self.problem(format!(
-                    "{sat}: acceptPlaintext is only meaningful with tls (it lets peers negotiate TLS)"
-                ));
-            }
-            self.keys(
-                &sat,
-                &[
-                    ("socketOptions", s.socket_options.is_some()),
-                    ("serverSession", s.server_session.is_some()),
-                    ("announce", s.announce.is_some()),
-                    ("timestampHeader", s.timestamp_header.is_some()),
-                    ("maxConcurrentRequests", s.max_concurrent_requests.is_some()),
-                    ("timeoutMs", s.timeout_ms.is_some()),
-                ],
-            );
+            self.server_common(&sat, s, socket, sockets);
         }
         self.keys(
             at,
@@ -536,7 +647,7 @@ impl Validation {
             self.service(&format!("{at}.service"), s, true, version);
         }
         if let Some(c) = &r.client {
-            self.client(&format!("{at}.client"), c, true);
+            self.client(&format!("{at}.client"), c, true, Family::Http);
         }
     }
 
@@ -605,6 +716,11 @@ impl Validation {
 
     fn service(&mut self, at: &str, s: &ServiceConfig, top: bool, version: HttpVersion) {
         self.prefix(at, &s.prefix);
+        if s.idempotent_methods.is_some() {
+            self.problem(format!(
+                "{at}: key idempotentMethods is for thrift routers; HTTP methods say whether they are idempotent"
+            ));
+        }
         if let Some(r) = &s.retries {
             self.budget(&format!("{at}.retries.budget"), &r.budget);
             self.backoff(&format!("{at}.retries.backoff"), &r.backoff);
@@ -644,8 +760,27 @@ impl Validation {
         }
     }
 
-    fn client(&mut self, at: &str, c: &ClientConfig, top: bool) {
+    fn client(&mut self, at: &str, c: &ClientConfig, top: bool, family: Family) {
         self.prefix(at, &c.prefix);
+        if family == Family::Http {
+            for (key, present) in [
+                ("thriftFramed", c.thrift_framed.is_some()),
+                (
+                    "attemptTTwitterUpgrade",
+                    c.attempt_ttwitter_upgrade.is_some(),
+                ),
+            ] {
+                if present {
+                    self.problem(format!(
+                        "{at}: key {key} is for thrift routers; this is an HTTP router"
+                    ));
+                }
+            }
+        }
+        let known = match family {
+            Family::Http => PEER_UPGRADES,
+            Family::Thrift => THRIFT_PEER_UPGRADES,
+        };
         for p in c
             .tls
             .iter()
@@ -659,10 +794,10 @@ impl Validation {
                     "{at}.peerUpgrades: tls needs the client's tls settings (commonName, trust) in this block"
                 ));
             }
-            if !PEER_UPGRADES.contains(&u.as_str()) {
+            if !known.contains(&u.as_str()) {
                 self.problem(format!(
-                    "{at}.peerUpgrades: unknown upgrade {u:?}; known: {}",
-                    PEER_UPGRADES.join(", ")
+                    "{at}.peerUpgrades: unknown upgrade {u:?} for this router; known: {}",
+                    known.join(", ")
                 ));
             }
         }
@@ -723,9 +858,16 @@ impl Validation {
             ],
         );
         for (i, e) in c.configs.iter().flatten().enumerate() {
-            self.client(&format!("{at}.configs[{i}]"), e, false);
+            self.client(&format!("{at}.configs[{i}]"), e, false, family);
         }
     }
+}
+
+/// Which family of routers a client or service block belongs to (their keys differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Http,
+    Thrift,
 }
 
 fn interpreter_kind(i: &Interpreter) -> &'static str {

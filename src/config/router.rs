@@ -18,12 +18,12 @@ pub enum Router {
     /// `protocol: h2`: HTTP/2 (h2c with prior knowledge), gRPC included.
     #[serde(rename = "h2")]
     H2(Box<HttpRouter>),
-    /// `protocol: thrift`: not implemented yet.
+    /// `protocol: thrift`: Thrift, framed or not, binary or compact.
     #[serde(rename = "thrift")]
-    Thrift(serde::de::IgnoredAny),
-    /// `protocol: thriftmux`: not implemented yet.
+    Thrift(Box<ThriftRouter>),
+    /// `protocol: thriftmux`: ThriftMux (and framed Thrift) in, Thrift out.
     #[serde(rename = "thriftmux")]
-    ThriftMux(serde::de::IgnoredAny),
+    ThriftMux(Box<ThriftRouter>),
     /// `protocol: mux`: not implemented yet.
     #[serde(rename = "mux")]
     Mux(serde::de::IgnoredAny),
@@ -66,6 +66,26 @@ impl Router {
         }
     }
 
+    /// A thrift or thriftmux router's settings and which of the two it is; `None` for
+    /// other protocols.
+    pub fn thrift(&self) -> Option<(&ThriftRouter, ThriftFlavor)> {
+        match self {
+            Router::Thrift(r) => Some((r, ThriftFlavor::Thrift)),
+            Router::ThriftMux(r) => Some((r, ThriftFlavor::ThriftMux)),
+            _ => None,
+        }
+    }
+
+    /// The router's label as configured, or its protocol name.
+    pub fn label(&self) -> &str {
+        let label = match self {
+            Router::Http(r) | Router::H2(r) => r.label.as_deref(),
+            Router::Thrift(r) | Router::ThriftMux(r) => r.label.as_deref(),
+            Router::Mux(_) => None,
+        };
+        label.unwrap_or(self.protocol())
+    }
+
     /// The protocol name as written in the file.
     pub fn protocol(&self) -> &'static str {
         match self {
@@ -76,6 +96,85 @@ impl Router {
             Router::Mux(_) => "mux",
         }
     }
+}
+
+/// Which Thrift router: `thrift` or `thriftmux`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThriftFlavor {
+    /// `protocol: thrift`.
+    Thrift,
+    /// `protocol: thriftmux`: servers take ThriftMux sessions and framed Thrift.
+    ThriftMux,
+}
+
+impl ThriftFlavor {
+    /// The protocol name, which is also the default router label.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            ThriftFlavor::Thrift => "thrift",
+            ThriftFlavor::ThriftMux => "thriftmux",
+        }
+    }
+
+    /// Linkerd's default server port for the protocol.
+    pub fn default_port(self) -> u16 {
+        match self {
+            ThriftFlavor::Thrift => 4114,
+            ThriftFlavor::ThriftMux => 4144,
+        }
+    }
+}
+
+/// `thriftProtocol`: how messages Plexus writes itself (errors) are encoded. Messages
+/// from applications are forwarded as they are; their first byte tells the protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum ThriftProtocol {
+    /// `binary` (the default).
+    #[default]
+    #[serde(rename = "binary")]
+    Binary,
+    /// `compact`.
+    #[serde(rename = "compact")]
+    Compact,
+}
+
+/// A Thrift router (`protocol: thrift` or `thriftmux`): Linkerd's keys, plus Plexus's
+/// service and client keys for idempotent methods and the peer upgrade to Mux.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ThriftRouter {
+    /// Stats scope `rt/<label>`; defaults to the protocol name.
+    pub label: Option<String>,
+    /// Where it listens (at least one).
+    pub servers: Vec<Server>,
+    /// The base dtab.
+    #[serde(default, deserialize_with = "value::dtab")]
+    pub dtab: Dtab,
+    /// Prefix of the names requests are given (default `/svc`).
+    #[serde(default, deserialize_with = "value::opt_path")]
+    pub dst_prefix: Option<Path>,
+    /// Append the method name to the name (default false).
+    pub thrift_method_in_dst: Option<bool>,
+    /// `binary` (default) or `compact`.
+    pub thrift_protocol: Option<ThriftProtocol>,
+    /// How names are bound (default: the configured namers).
+    pub interpreter: Option<Interpreter>,
+    /// How long binding may take before a request fails (default 10 s).
+    pub binding_timeout_ms: Option<u64>,
+    /// Per logical name settings.
+    pub service: Option<ServiceConfig>,
+    /// Per client settings.
+    pub client: Option<ClientConfig>,
+    /// Marks a router as originating traffic (a gauge only).
+    pub originator: Option<bool>,
+    /// Opt-in for experimental plugins (Linkerd requires it for thriftmux).
+    pub experimental: Option<bool>,
+    /// Cache sizes (accepted) and `idleTtlSecs`.
+    pub binding_cache: Option<BindingCache>,
+    /// Not implemented yet.
+    pub announcers: NotYet,
+    /// Not implemented yet.
+    pub trace_propagator: NotYet,
 }
 
 /// An HTTP/1.1 (`protocol: http`) or HTTP/2 (`protocol: h2`) router: the keys are
@@ -223,6 +322,9 @@ pub struct Server {
     /// Plexus only, with `tls`: also accept plaintext on the same port (told apart by
     /// the first byte), so Plexus peers can negotiate TLS (`peerUpgrades: [tls]`).
     pub accept_plaintext: Option<bool>,
+    /// Thrift: messages arrive with a 4-byte length (default true); `false` takes
+    /// unframed ("buffered") Thrift. A thriftmux server always takes framed Thrift.
+    pub thrift_framed: Option<bool>,
     /// Not implemented yet.
     pub socket_options: NotYet,
     /// Not implemented yet.

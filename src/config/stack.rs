@@ -32,6 +32,9 @@ pub struct ServiceConfig {
     pub retries: Option<Retries>,
     /// Which responses are failures, and which failures may be retried.
     pub response_classifier: Option<ResponseClassifier>,
+    /// Plexus only, Thrift routers: methods that are safe to call twice, so a call that
+    /// failed after it was sent (connection lost, attempt timeout) may be retried.
+    pub idempotent_methods: Option<Vec<String>>,
 }
 
 /// Settings per client (bound name). Also the shape of each `configs` entry.
@@ -56,6 +59,11 @@ pub struct ClientConfig {
     /// peers (`[h2]`: carry HTTP/1.1 over one HTTP/2 connection). Off by default; an
     /// endpoint that is not a Plexus gets exactly what the application sent.
     pub peer_upgrades: Option<Vec<String>>,
+    /// Thrift: messages to endpoints carry a 4-byte length (default true).
+    pub thrift_framed: Option<bool>,
+    /// Thrift: try Finagle's TTwitter upgrade on each connection (default false).
+    #[serde(rename = "attemptTTwitterUpgrade")]
+    pub attempt_ttwitter_upgrade: Option<bool>,
     /// Not implemented yet.
     pub fail_fast: NotYet,
     /// Not implemented yet.

@@ -79,11 +79,14 @@ impl Dial<'_> {
 }
 
 /// Either side of a connection: plaintext TCP or TLS over it.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+pub(crate) trait Io:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// TCP, then TLS when the client has it (ALPN `h2` for HTTP/2 connections).
-async fn open(dial: &Dial<'_>, h2: bool) -> Result<Box<dyn Io>, ProxyError> {
+pub(super) async fn open(dial: &Dial<'_>, h2: bool) -> Result<Box<dyn Io>, ProxyError> {
     let stream = tcp(dial.addr, dial.connect_timeout).await?;
     let Some(tls) = dial.tls else {
         return Ok(Box::new(stream));
@@ -235,6 +238,7 @@ async fn send_to_peer(
     let offer = Upgrades {
         h2: dial.upgrade_h2,
         tls: dial.negotiate_tls && dial.tls.is_some(),
+        mux: false,
     };
     // Before (or without) an upgrade: TLS only when the client's TLS is not negotiated.
     let plain = Dial {

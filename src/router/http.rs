@@ -52,44 +52,46 @@ pub struct Worker {
 /// One service (logical name) as a worker sees it: its stats, its policy (timeout,
 /// classifier, retries) and this worker's share of its retry budget.
 pub struct ServiceEntry {
-    stats: Rc<ScopeStats>,
+    pub(super) stats: Rc<ScopeStats>,
     /// `l5d-dst-service`, ready to send.
-    dst_header: HeaderValue,
-    policy: ServicePolicy,
-    budget: RefCell<RetryBudget>,
-    retries_total: metrics::Counter,
-    retries_per_request: metrics::Histogram,
-    budget_exhausted: metrics::Counter,
-    budget_balance: metrics::Gauge,
-    used: Cell<Instant>,
+    pub(super) dst_header: HeaderValue,
+    pub(super) policy: ServicePolicy,
+    pub(super) budget: RefCell<RetryBudget>,
+    pub(super) retries_total: metrics::Counter,
+    pub(super) retries_per_request: metrics::Histogram,
+    pub(super) budget_exhausted: metrics::Counter,
+    pub(super) budget_balance: metrics::Gauge,
+    pub(super) used: Cell<Instant>,
 }
 
 /// One client as a worker sees it: its stats, its balancer over the client's endpoints,
 /// its requeue budget, and the shared route (circuit breakers).
 pub struct ClientEntry {
-    stats: Rc<ScopeStats>,
+    pub(super) stats: Rc<ScopeStats>,
     /// `l5d-dst-client`, ready to send.
-    id_header: HeaderValue,
-    balancer: RefCell<Balancer>,
-    endpoints: RefCell<Vec<(SocketAddr, f64)>>,
-    route: RouteHandle,
-    requeue_budget: RefCell<RetryBudget>,
-    requeues: metrics::Counter,
-    attempt_timeout: Option<Duration>,
+    pub(super) id_header: HeaderValue,
+    pub(super) balancer: RefCell<Balancer>,
+    pub(super) endpoints: RefCell<Vec<(SocketAddr, f64)>>,
+    pub(super) route: RouteHandle,
+    pub(super) requeue_budget: RefCell<RetryBudget>,
+    pub(super) requeues: metrics::Counter,
+    pub(super) attempt_timeout: Option<Duration>,
     /// May carry HTTP/1.1 over HTTP/2 to Plexus peers (`peerUpgrades: [h2]`).
-    upgrade_h2: bool,
+    pub(super) upgrade_h2: bool,
     /// Uses its TLS only with peers that accept it (`peerUpgrades: [tls]`).
-    negotiate_tls: bool,
+    pub(super) negotiate_tls: bool,
     /// The client's TLS (`tls:`), if any.
-    tls: Option<super::policy::ClientTlsTarget>,
+    pub(super) tls: Option<super::policy::ClientTlsTarget>,
+    /// How Thrift routers talk to the endpoints (unused by HTTP routers).
+    pub(super) thrift: super::route::ThriftClient,
     /// Failure counts this worker last reported a success against, per endpoint.
-    reported: RefCell<HashMap<SocketAddr, u64>>,
-    used: Cell<Instant>,
+    pub(super) reported: RefCell<HashMap<SocketAddr, u64>>,
+    pub(super) used: Cell<Instant>,
 }
 
 impl ClientEntry {
     /// Brings the balancer and the route up to date with the bound endpoints.
-    fn sync(&self, addr: &Addr, now: Instant) {
+    pub(super) fn sync(&self, addr: &Addr, now: Instant) {
         let fresh: &[crate::naming::Address] = match addr {
             Addr::Bound(a) => a,
             _ => &[],
@@ -142,7 +144,7 @@ impl Worker {
     }
 
     /// This worker's entry for service `name`, made again when unused for the idle TTL.
-    fn service(&self, name: &Path) -> Rc<ServiceEntry> {
+    pub(super) fn service(&self, name: &Path) -> Rc<ServiceEntry> {
         let now = Instant::now();
         if let Some(e) = self.services.borrow().get(name)
             && now.saturating_duration_since(e.used.get()) <= self.router.idle_ttl
@@ -181,7 +183,7 @@ impl Worker {
     }
 
     /// This worker's entry for client `id`, made again when unused for the idle TTL.
-    fn client(&self, id: &Path) -> Rc<ClientEntry> {
+    pub(super) fn client(&self, id: &Path) -> Rc<ClientEntry> {
         let now = Instant::now();
         if let Some(c) = self.clients.borrow().get(id)
             && now.saturating_duration_since(c.used.get()) <= self.router.idle_ttl
@@ -216,6 +218,7 @@ impl Worker {
             upgrade_h2: policy.upgrade_h2,
             negotiate_tls: policy.negotiate_tls,
             tls: policy.tls.clone(),
+            thrift: policy.thrift,
             reported: RefCell::default(),
             used: Cell::new(now),
         });
@@ -452,7 +455,7 @@ fn service_finish(inflight: InFlight<'_>, result: &Result<Response<ProxyBody>, P
 }
 
 /// Binds the name, waiting (within the binding timeout) while discovery is pending.
-async fn bind(
+pub(super) async fn bind(
     worker: &Worker,
     local: &Dtab,
     dst: &Path,
@@ -960,13 +963,13 @@ async fn forward(
 
 /// A request counted in flight by a client's balancer until it ends, or until its
 /// future is dropped (the client went away), which ends it as a failure.
-struct Outstanding<'a> {
-    client: &'a ClientEntry,
-    pending: Option<Pending>,
+pub(super) struct Outstanding<'a> {
+    pub(super) client: &'a ClientEntry,
+    pub(super) pending: Option<Pending>,
 }
 
 impl Outstanding<'_> {
-    fn end(mut self, outcome: BalanceOutcome) {
+    pub(super) fn end(mut self, outcome: BalanceOutcome) {
         if let Some(p) = self.pending.take() {
             self.client
                 .balancer

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod retry;
 pub mod route;
 pub mod stats;
+pub mod thrift;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct ServerSpec {
     pub forwarded: Option<plexus_http::forwarded::ForwardedSpec>,
     /// HTTP/2 settings, for servers of h2 routers.
     pub h2: Option<H2Settings>,
+    /// Thrift routers: messages arrive framed (`thriftFramed`, default true).
+    pub thrift_framed: bool,
 }
 
 /// The HTTP/2 settings a server advertises (Linkerd's h2 server keys).
@@ -146,6 +149,9 @@ pub struct Router {
     pub service_blocks: policy::ServiceBlocks,
     /// The telemeters requests are reported to (tracing, recent requests).
     pub telemetry: crate::telemetry::RequestTelemetry,
+    /// Set for Thrift routers: how calls are read and named. `version`, `identifiers`
+    /// and `limits` are HTTP's and unused then.
+    pub thrift: Option<thrift::Settings>,
 }
 
 /// The bound clients of a router and their current addresses. Written when a binding is
@@ -321,6 +327,7 @@ impl Router {
                 clear_context: s.clear_context.unwrap_or(false),
                 max_call_depth: s.max_call_depth.unwrap_or(1000) as usize,
                 h2: (version == config::HttpVersion::H2).then(|| H2Settings::from_config(s)),
+                thrift_framed: true,
                 forwarded: s.add_forwarded_header.as_ref().map(|f| {
                     plexus_http::forwarded::ForwardedSpec {
                         by: labeler(&f.by),
@@ -363,6 +370,7 @@ impl Router {
             routes: route::Routes::new(),
             service_blocks: policy::ServiceBlocks::new(cfg.service.as_ref()),
             telemetry,
+            thrift: None,
         }))
     }
 }

@@ -35,14 +35,24 @@ pub struct Upgrades {
     pub h2: bool,
     /// TLS instead of plaintext.
     pub tls: bool,
+    /// Thrift carried over one Mux session (Thrift routers).
+    pub mux: bool,
 }
 
 impl Upgrades {
+    /// A Thrift peer reached over Mux.
+    pub const MUX: Upgrades = Upgrades {
+        h2: false,
+        tls: false,
+        mux: true,
+    };
+
     /// What both sides allow.
     pub fn and(self, other: Upgrades) -> Upgrades {
         Upgrades {
             h2: self.h2 && other.h2,
             tls: self.tls && other.tls,
+            mux: self.mux && other.mux,
         }
     }
 
@@ -76,6 +86,7 @@ impl PeerState {
         match self {
             PeerState::Unknown => "unknown",
             PeerState::Plain { .. } => "http/1.1",
+            PeerState::Peer(u) if u.mux => "thriftmux",
             PeerState::Peer(u) => match (u.h2, u.tls) {
                 (true, true) => "h2+tls",
                 (true, false) => "h2",
@@ -175,6 +186,7 @@ mod tests {
         let both = PeerState::Peer(Upgrades {
             h2: true,
             tls: true,
+            mux: false,
         });
         learn(addr, both);
         assert_eq!(state(addr, now), both);
@@ -190,7 +202,8 @@ mod tests {
             parse(&h),
             Some(Upgrades {
                 h2: true,
-                tls: false
+                tls: false,
+                mux: false
             })
         );
         h.append("l5d-peer-upgrade", "tls, zstd".parse().unwrap());
@@ -198,13 +211,15 @@ mod tests {
             parse(&h),
             Some(Upgrades {
                 h2: true,
-                tls: true
+                tls: true,
+                mux: false
             })
         );
         assert_eq!(
             Upgrades {
                 h2: true,
-                tls: true
+                tls: true,
+                mux: false
             }
             .header(),
             Some("h2, tls")

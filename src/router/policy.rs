@@ -71,6 +71,8 @@ struct Settings {
     attempt_timeout_ms: Option<u64>,
     peer_upgrades: Option<Vec<String>>,
     tls: Option<std::sync::Arc<TlsSetup>>,
+    thrift_framed: Option<bool>,
+    ttwitter: Option<bool>,
 }
 
 fn settings(c: &ClientConfig) -> Result<Settings, String> {
@@ -81,6 +83,8 @@ fn settings(c: &ClientConfig) -> Result<Settings, String> {
     Ok(Settings {
         tls,
         peer_upgrades: c.peer_upgrades.clone(),
+        thrift_framed: c.thrift_framed,
+        ttwitter: c.attempt_ttwitter_upgrade,
         load_balancer: c.load_balancer.clone(),
         failure_accrual: c.failure_accrual.clone(),
         requeue_budget: c.requeue_budget.clone(),
@@ -257,6 +261,12 @@ impl ClientBlocks {
             if s.peer_upgrades.is_some() {
                 merged.peer_upgrades = s.peer_upgrades.clone();
             }
+            if s.thrift_framed.is_some() {
+                merged.thrift_framed = s.thrift_framed;
+            }
+            if s.ttwitter.is_some() {
+                merged.ttwitter = s.ttwitter;
+            }
         }
         ClientPolicy {
             balancer: merged
@@ -273,6 +283,11 @@ impl ClientBlocks {
             attempt_timeout: merged.attempt_timeout_ms.map(ms),
             upgrade_h2: merged.peer_upgrades.iter().flatten().any(|u| u == "h2"),
             negotiate_tls: merged.peer_upgrades.iter().flatten().any(|u| u == "tls"),
+            thrift: super::route::ThriftClient {
+                framed: merged.thrift_framed.unwrap_or(true),
+                ttwitter: merged.ttwitter.unwrap_or(false),
+                mux: merged.peer_upgrades.iter().flatten().any(|u| u == "mux"),
+            },
             tls: merged.tls.map(|setup| {
                 let name = setup
                     .settings
@@ -308,6 +323,8 @@ pub struct ServicePolicy {
     pub retry_budget: (Duration, u32, f64),
     /// `retries.backoff`.
     pub backoff: BackoffConfig,
+    /// `idempotentMethods` (Thrift): calls that may be retried after they were sent.
+    pub idempotent_methods: std::sync::Arc<[String]>,
 }
 
 /// A router's service blocks, ready to match service names.
@@ -322,10 +339,12 @@ struct ServiceSettings {
     classifier: Option<config::ResponseClassifier>,
     budget: Option<config::Budget>,
     backoff: Option<config::Backoff>,
+    idempotent_methods: Option<Vec<String>>,
 }
 
 fn service_settings(c: &ServiceConfig) -> ServiceSettings {
     ServiceSettings {
+        idempotent_methods: c.idempotent_methods.clone(),
         total_timeout_ms: c.total_timeout_ms,
         classifier: c.response_classifier.clone(),
         budget: c.retries.as_ref().and_then(|r| r.budget.clone()),
@@ -388,6 +407,9 @@ impl ServiceBlocks {
             if s.backoff.is_some() {
                 m.backoff = s.backoff.clone();
             }
+            if s.idempotent_methods.is_some() {
+                m.idempotent_methods = s.idempotent_methods.clone();
+            }
         }
         let backoff = match &m.backoff {
             None => BackoffConfig::default(),
@@ -406,6 +428,7 @@ impl ServiceBlocks {
                 .unwrap_or_default(),
             retry_budget: budget_params(m.budget),
             backoff,
+            idempotent_methods: m.idempotent_methods.unwrap_or_default().into(),
         }
     }
 }

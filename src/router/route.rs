@@ -40,6 +40,29 @@ pub struct ClientPolicy {
     pub negotiate_tls: bool,
     /// `tls:`: originate TLS to the endpoints.
     pub tls: Option<super::policy::ClientTlsTarget>,
+    /// Thrift routers: framing, TTwitter and the Mux upgrade.
+    pub thrift: ThriftClient,
+}
+
+/// How a Thrift router's client talks to its endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThriftClient {
+    /// `thriftFramed` (default true).
+    pub framed: bool,
+    /// `attemptTTwitterUpgrade` (default false).
+    pub ttwitter: bool,
+    /// `peerUpgrades: [mux]`: carry calls to Plexus peers over one Mux session.
+    pub mux: bool,
+}
+
+impl Default for ThriftClient {
+    fn default() -> Self {
+        ThriftClient {
+            framed: true,
+            ttwitter: false,
+            mux: false,
+        }
+    }
 }
 
 /// Counters of a client's circuit breaker (`failure_accrual/*`).

@@ -226,6 +226,12 @@ impl InFlight<'_> {
         self.stats.end(self.started, status, success, failure);
     }
 
+    /// Ends without a status (Thrift): a success, or a failure of kind `failure`.
+    pub fn finish_outcome(mut self, success: bool, failure: Option<&'static str>) {
+        self.done = true;
+        self.stats.end(self.started, None, success, failure);
+    }
+
     /// Ends with an HTTP status the classifier judged.
     pub fn finish_classified(mut self, status: u16, success: bool) {
         self.done = true;

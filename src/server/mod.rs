@@ -259,6 +259,17 @@ impl Actor for HttpConnection {
             _ => return,
         };
         let worker = worker_for(&self.router);
+        if self.router.thrift.is_some() {
+            let serve = serve_thrift(
+                worker,
+                self.spec.clone(),
+                stream,
+                self.drain.clone(),
+                self.router.label.clone(),
+            );
+            ctx.spawn(serve.into_actor(self).map(|(), _, ctx| ctx.stop()));
+            return;
+        }
         let spec = self.spec.clone();
         let service_spec = spec.clone();
         let protocols = self.protocols.clone();
@@ -299,6 +310,35 @@ impl Actor for HttpConnection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         let _ = &self.guard;
+    }
+}
+
+/// Serves a Thrift router's connection, after the TLS handshake when the server has
+/// TLS (and the client starts one, with `acceptPlaintext`).
+async fn serve_thrift(
+    worker: Rc<crate::router::http::Worker>,
+    spec: Rc<ServerSpec>,
+    stream: TcpStream,
+    drain: watch::Receiver<bool>,
+    label: String,
+) {
+    use crate::router::thrift::serve::serve;
+    let Some(tls) = spec.tls.clone() else {
+        return serve(worker, spec, stream, drain).await;
+    };
+    if spec.accept_plaintext && !starts_with_tls(&stream).await {
+        return serve(worker, spec, stream, drain).await;
+    }
+    let peer = stream.peer_addr().ok();
+    match tls.accept(stream).await {
+        Ok(stream) => {
+            stats::tls_connections(&label, &spec.addr).increment(1);
+            serve(worker, spec, stream, drain).await;
+        }
+        Err(e) => {
+            stats::tls_failures(&label, &spec.addr, e.metric_label()).increment(1);
+            tracing::info!(router = %label, server = %spec.addr, peer = ?peer, error = %e, "TLS handshake failed");
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod backend;
+pub mod thrift;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};

@@ -22,15 +22,18 @@ Usage of helloworld:
   -addr string
     \taddress to serve on, \":port\" for all interfaces or \"ip:port\" (default \":7777\")
   -failure-rate float
-    \tshare of requests, between 0 and 1, that fail (HTTP 500, gRPC UNAVAILABLE)
+    \tshare of requests, between 0 and 1, that fail (HTTP 500, gRPC UNAVAILABLE, Thrift INTERNAL_ERROR)
   -json
     \tanswer {\"api_result\":\"...\"} as JSON instead of plain text
   -latency duration
     \thow long each request waits before answering, e.g. 500ms or 1.5s (at most 10s)
   -protocol string
-    \tprotocol to serve: http, or grpc (h2c, with the HTTP/1.1 control endpoints on the same port) (default \"http\")
+    \tprotocol to serve: http; grpc (h2c); or thrift (service Greeter, framed transport, strict
+    \tbinary protocol); grpc and thrift serve the HTTP/1.1 control endpoints on the same port,
+    \twhose default is the same :7777 (default \"http\")
   -target string
-    \tauthority (host or host:port) whose answer is appended to ours; in grpc mode, where helloworld.World is called
+    \tauthority (host or host:port) whose answer is appended to ours; in grpc mode, where helloworld.World is called;
+    \tin thrift mode, the host:port where Greeter.greet is called (such as the node's Plexus thrift router)
   -text string
     \ttext to answer with; the TARGET_WORLD environment variable overrides it; in grpc mode
     \t\"hello\" (any case) serves helloworld.Hello, anything else helloworld.World (default \"Hello\")
@@ -43,6 +46,8 @@ pub(crate) enum Protocol {
     Http,
     /// gRPC over HTTP/2 without TLS (h2c, prior knowledge).
     Grpc,
+    /// Thrift, framed transport and strict binary protocol.
+    Thrift,
 }
 
 /// The service configuration taken from the command line.
@@ -172,7 +177,8 @@ where
                 flags.protocol = match value.as_str() {
                     "http" => Protocol::Http,
                     "grpc" => Protocol::Grpc,
-                    _ => return Err(bad_value("expected http or grpc".to_owned())),
+                    "thrift" => Protocol::Thrift,
+                    _ => return Err(bad_value("expected http, grpc or thrift".to_owned())),
                 }
             }
         }
@@ -286,7 +292,8 @@ mod tests {
             &["-latency=5"],
             &["-failure-rate=1.5"],
             &["-failure-rate=NaN"],
-            &["-protocol=thrift"],
+            &["-protocol=thrift2"],
+            &["-protocol=Thrift"],
             &["---addr=:1"],
             &["-=x"],
             &["positional"],
@@ -305,6 +312,13 @@ mod tests {
     fn grpc_is_recognised() {
         let flags = parse(args(&["-protocol", "grpc"])).expect("valid");
         assert_eq!(flags.protocol, Protocol::Grpc);
+    }
+
+    #[test]
+    fn thrift_is_recognised() {
+        let flags = parse(args(&["-protocol=thrift", "-target", "127.0.0.1:4114"])).expect("valid");
+        assert_eq!(flags.protocol, Protocol::Thrift);
+        assert_eq!(flags.addr.to_string(), "0.0.0.0:7777");
     }
 
     #[test]

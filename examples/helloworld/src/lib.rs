@@ -1,12 +1,14 @@
 //! Code shared by the `helloworld` and `helloworld-client` binaries (and
 //! their tests): the gRPC messages, clients and servers generated from
-//! `proto/helloworld.proto` at build time, Go-style durations, and the way
-//! gRPC errors are worded.
+//! `proto/helloworld.proto` at build time, the hand-written Thrift encoding
+//! of `proto/helloworld.thrift`, Go-style durations, and the way gRPC errors
+//! are worded.
 
 use std::error::Error as _;
 use std::fmt::Write as _;
 
 pub mod duration;
+pub mod greeter;
 
 /// The `helloworld` protobuf package: `GreetingRequest`, `GreetingResponse`,
 /// the `hello_client`/`world_client` stubs and the

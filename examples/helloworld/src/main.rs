@@ -7,14 +7,17 @@
 //! `world` through the mesh gives `Hello (10.0.1.5) world (10.0.2.7)!!`.
 //! Latency and failures can be injected with flags or at run time through
 //! `POST /setLatency?latency=<duration>` and
-//! `POST /setFailureRate?failureRate=<0..1>`. It speaks HTTP/1.1 by default
-//! and gRPC with `-protocol grpc` (see the `grpc_server` module).
+//! `POST /setFailureRate?failureRate=<0..1>`. It speaks HTTP/1.1 by default,
+//! gRPC with `-protocol grpc` (see the `grpc_server` module) and Thrift with
+//! `-protocol thrift` (see the `thrift_server` module).
 
 mod flags;
 mod grpc_server;
 mod grpc_upstream;
 mod handler;
 mod settings;
+mod thrift_server;
+mod thrift_upstream;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -31,6 +34,8 @@ use crate::flags::{FlagError, Flags, Protocol, USAGE};
 use crate::grpc_server::GrpcApp;
 use crate::handler::App;
 use crate::settings::Settings;
+use crate::thrift_server::ThriftApp;
+use crate::thrift_upstream::GreeterUpstream;
 use crate::upstream::{Proxy, Target, Upstream};
 
 /// How long open connections get to finish after SIGTERM or SIGINT.
@@ -70,6 +75,13 @@ fn main() -> ExitCode {
         // The gRPC channel to the target needs the runtime to exist.
         Protocol::Grpc => match runtime.block_on(async { build_grpc_app(&flags) }) {
             Ok(app) => runtime.block_on(serve_grpc(flags.addr, Arc::new(app))),
+            Err(message) => {
+                eprintln!("helloworld: {message}");
+                return ExitCode::from(2);
+            }
+        },
+        Protocol::Thrift => match build_thrift_app(&flags) {
+            Ok(app) => runtime.block_on(serve_thrift(flags.addr, Arc::new(app))),
             Err(message) => {
                 eprintln!("helloworld: {message}");
                 return ExitCode::from(2);
@@ -146,6 +158,21 @@ fn build_grpc_app(flags: &Flags) -> Result<GrpcApp, String> {
     ))
 }
 
+/// Applies the environment (`TARGET_WORLD`, `POD_IP`) to the flags for the
+/// Thrift mode.
+fn build_thrift_app(flags: &Flags) -> Result<ThriftApp, String> {
+    let upstream = flags
+        .target
+        .as_deref()
+        .map(|target| GreeterUpstream::new(target).map_err(|e| format!("-target {target:?}: {e}")))
+        .transpose()?;
+    Ok(ThriftApp::new(
+        with_pod_ip(base_text(flags)),
+        Settings::new(flags.latency, flags.failure_rate),
+        upstream,
+    ))
+}
+
 /// Serves HTTP/1.1.
 async fn serve_http(addr: SocketAddr, app: Arc<App>) -> Result<(), String> {
     let describe = format!(
@@ -169,6 +196,15 @@ async fn serve_grpc(addr: SocketAddr, app: Arc<GrpcApp>) -> Result<(), String> {
     let describe = app.describe();
     serve(addr, describe, move |stream, stop_rx| {
         grpc_server::serve_connection(app.clone(), stream, stop_rx)
+    })
+    .await
+}
+
+/// Serves Thrift (and the control endpoints over HTTP/1.1).
+async fn serve_thrift(addr: SocketAddr, app: Arc<ThriftApp>) -> Result<(), String> {
+    let describe = app.describe();
+    serve(addr, describe, move |stream, stop_rx| {
+        thrift_server::serve_connection(app.clone(), stream, stop_rx)
     })
     .await
 }

@@ -1,30 +1,41 @@
 //! `helloworld-client`, the command-line client of the gRPC hello world:
 //! calls `helloworld.Hello/Greeting` (or, with `-streaming`,
 //! `helloworld.Hello/StreamGreeting`) at `host:port` over HTTP/2 without TLS
-//! and prints each greeting on its own line.
+//! and prints each greeting on its own line. With `-protocol thrift` it calls
+//! `Greeter.greet("plexus")` over framed strict binary Thrift instead (the
+//! `helloworld -protocol thrift` service, or a Plexus thrift router in front
+//! of one) and prints the answer.
 //!
 //! Pointed at a node's Plexus (`helloworld-client $NODE:4140`) it goes
 //! through the mesh, which routes on the request path (or, with
 //! `-authority`, on the `:authority` it sets). `-header` adds request
 //! metadata, such as `l5d-dtab` for a per-request routing override. Any
-//! failure is printed on stderr with its gRPC status and makes the exit
-//! status 1; a bad command line exits 2.
+//! failure is printed on stderr with its gRPC status (or Thrift
+//! `TApplicationException`) and makes the exit status 1; a bad command line
+//! exits 2.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use http::Uri;
 use http::header::{HeaderName, HeaderValue};
+use plexus_examples::greeter;
 use plexus_examples::proto::GreetingRequest;
 use plexus_examples::proto::hello_client::HelloClient;
 use plexus_examples::{describe_status, duration, error_chain};
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
 
+/// The name `-protocol thrift` greets.
+const THRIFT_NAME: &str = "plexus";
+
 /// The usage text printed on `-h` and on flag errors.
 const USAGE: &str = "\
 Usage: helloworld-client [flags] host:port
 Calls helloworld.Hello/Greeting at host:port (gRPC over HTTP/2 without TLS) and prints the answer.
+  -protocol string
+    \tgrpc, or thrift: call Greeter.greet(\"plexus\") over framed strict binary Thrift
+    \tinstead (-streaming, -authority and -header are gRPC only) (default \"grpc\")
   -streaming
     \tcall helloworld.Hello/StreamGreeting instead and print every greeting streamed
   -authority string
@@ -35,11 +46,22 @@ Calls helloworld.Hello/Greeting at host:port (gRPC over HTTP/2 without TLS) and 
     \thow long the whole call may take, e.g. 10s or 1m (default 1m)
 ";
 
+/// The protocols `-protocol` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// gRPC over HTTP/2 without TLS.
+    Grpc,
+    /// Thrift, framed transport and strict binary protocol.
+    Thrift,
+}
+
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq)]
 struct Options {
     /// `host:port` to connect to.
     address: String,
+    /// The protocol spoken.
+    protocol: Protocol,
     /// Whether to call `StreamGreeting`.
     streaming: bool,
     /// The `:authority` to send instead of the address.
@@ -71,6 +93,7 @@ where
     let mut authority = None;
     let mut headers = Vec::new();
     let mut timeout = Duration::from_secs(60);
+    let mut protocol = Protocol::Grpc;
     let mut positional = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -104,7 +127,7 @@ where
                 };
                 continue;
             }
-            "authority" | "header" | "H" | "timeout" => {}
+            "authority" | "header" | "H" | "timeout" | "protocol" => {}
             _ => return Err(invalid(format!("flag provided but not defined: -{name}"))),
         }
         let value = match inline_value {
@@ -131,6 +154,13 @@ where
                     return Err(bad_value("must be more than 0".to_owned()));
                 }
             }
+            "protocol" => {
+                protocol = match value.as_str() {
+                    "grpc" => Protocol::Grpc,
+                    "thrift" => Protocol::Thrift,
+                    _ => return Err(bad_value("expected grpc or thrift".to_owned())),
+                }
+            }
             _ => headers.push(parse_header(&value).map_err(bad_value)?),
         }
     }
@@ -139,8 +169,21 @@ where
         [] => return Err(invalid("missing host:port".to_owned())),
         [_, extra, ..] => return Err(invalid(format!("unexpected argument: {extra}"))),
     };
+    if protocol == Protocol::Thrift {
+        let grpc_only = [
+            ("-streaming", streaming),
+            ("-authority", authority.is_some()),
+            ("-header", !headers.is_empty()),
+        ];
+        if let Some((flag, _)) = grpc_only.iter().find(|(_, given)| *given) {
+            return Err(invalid(format!(
+                "{flag} is for gRPC only; -protocol thrift calls plain Greeter.greet"
+            )));
+        }
+    }
     Ok(Options {
         address,
+        protocol,
         streaming,
         authority,
         headers,
@@ -164,16 +207,21 @@ fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     Ok((name, value))
 }
 
-/// The endpoint for `host:port`, sending `authority` when given.
-fn endpoint(options: &Options) -> Result<Endpoint, String> {
-    let address = &options.address;
+/// `http://<address>/`, once `address` is checked to be `host:port`.
+fn address_uri(address: &str) -> Result<Uri, String> {
     let uri: Uri = format!("http://{address}/")
         .parse()
         .map_err(|_| format!("invalid address {address:?}: expected host:port"))?;
     let parsed = uri.authority().map(|a| a.as_str());
-    if parsed != Some(address.as_str()) || address.contains('@') || uri.port_u16().is_none() {
+    if parsed != Some(address) || address.contains('@') || uri.port_u16().is_none() {
         return Err(format!("invalid address {address:?}: expected host:port"));
     }
+    Ok(uri)
+}
+
+/// The endpoint for `host:port`, sending `authority` when given.
+fn endpoint(options: &Options) -> Result<Endpoint, String> {
+    let uri = address_uri(&options.address)?;
     let mut endpoint = Endpoint::from(uri)
         .connect_timeout(options.timeout)
         .tcp_nodelay(true);
@@ -186,8 +234,36 @@ fn endpoint(options: &Options) -> Result<Endpoint, String> {
     Ok(endpoint)
 }
 
+/// Connects, calls `Greeter.greet`, and prints; returns the failure in
+/// words.
+async fn run_thrift(options: &Options) -> Result<(), String> {
+    let address = &options.address;
+    address_uri(address)?;
+    let mut stream = tokio::net::TcpStream::connect(address.as_str())
+        .await
+        .map_err(|error| format!("cannot connect to {address}: {}", error_chain(&error)))?;
+    // Best effort: a failure only costs latency.
+    let _ = stream.set_nodelay(true);
+    let answer = greeter::call_greet(&mut stream, 1, THRIFT_NAME)
+        .await
+        .map_err(|error| {
+            let error = match error {
+                greeter::CallError::Io(error) => {
+                    format!("connection error: {}", error_chain(&error))
+                }
+                other => other.to_string(),
+            };
+            format!("{}.{} failed: {error}", greeter::SERVICE, greeter::GREET)
+        })?;
+    println!("{answer}");
+    Ok(())
+}
+
 /// Connects, calls, and prints; returns the failure in words.
 async fn run(options: &Options) -> Result<(), String> {
+    if options.protocol == Protocol::Thrift {
+        return run_thrift(options).await;
+    }
     let endpoint = endpoint(options)?;
     let channel: Channel = endpoint.connect().await.map_err(|error| {
         format!(
@@ -290,6 +366,7 @@ mod tests {
             options,
             Options {
                 address: "127.0.0.1:4140".to_owned(),
+                protocol: Protocol::Grpc,
                 streaming: false,
                 authority: None,
                 headers: Vec::new(),
@@ -350,6 +427,10 @@ mod tests {
             &["-timeout=soon", "a:1"],
             &["-streaming=maybe", "a:1"],
             &["---x", "a:1"],
+            &["-protocol=http", "a:1"],
+            &["-protocol", "thrift", "-streaming", "a:1"],
+            &["-protocol=thrift", "-authority=hello", "a:1"],
+            &["-protocol=thrift", "-H", "l5d-dtab: /a=>/b", "a:1"],
         ] {
             assert!(
                 matches!(parse_args(args(bad)), Err(ArgsError::Invalid(_))),
@@ -360,9 +441,25 @@ mod tests {
     }
 
     #[test]
+    fn thrift_takes_the_address_and_timeout() {
+        let options =
+            parse_args(args(&["a:1", "--protocol", "thrift", "-timeout=2s"])).expect("valid");
+        assert_eq!(options.protocol, Protocol::Thrift);
+        assert_eq!(options.address, "a:1");
+        assert_eq!(options.timeout, Duration::from_secs(2));
+        assert_eq!(
+            parse_args(args(&["-protocol=grpc", "a:1"]))
+                .expect("valid")
+                .protocol,
+            Protocol::Grpc
+        );
+    }
+
+    #[test]
     fn addresses_need_a_port() {
         let options = |address: &str| Options {
             address: address.to_owned(),
+            protocol: Protocol::Grpc,
             streaming: false,
             authority: None,
             headers: Vec::new(),
