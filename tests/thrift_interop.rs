@@ -13,7 +13,10 @@
 //!
 //! `direct_matrix` runs the client straight against the server (it checks the peers
 //! themselves); `plexus_matrix` runs it through one Plexus with a `protocol: thrift`
-//! router per combination, then checks the routers' success/failure counts.
+//! router per combination, then checks the routers' success/failure counts;
+//! `two_peer_mux_matrix` runs it through two Plexus peers (127.0.1.1 → 127.0.2.1)
+//! whose hop is upgraded to Mux, and checks from the incoming side's metrics that every
+//! combination's calls rode Mux.
 //!
 //! The Python and the compiler come from `PLEXUS_PYTHON` and `PLEXUS_THRIFT_COMPILER`,
 //! which `scripts/test.sh` installs and exports; without them the tests fail.
@@ -324,6 +327,29 @@ fn run_peer(dir: &Path, what: &str, args: &[String]) -> Run {
     }
 }
 
+/// Starts `plexus run` with `config` (written to `dir/<name>.yaml`) and waits until every
+/// address in `listen` accepts connections.
+fn start_plexus(dir: &Path, name: &str, config: &str, listen: &[SocketAddr]) -> Proc {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, config).expect("config");
+    let mut plexus = Proc::spawn(
+        Command::new(plexus_bin()).arg("run").arg(&path),
+        dir.join(format!("{name}.log")),
+    );
+    for a in listen {
+        wait_for(&format!("{name} to listen on {a}"), || {
+            if let Ok(Some(status)) = plexus.child.try_wait() {
+                panic!(
+                    "{name} exited ({status}):\n{}\nconfig:\n{config}",
+                    plexus.log_text()
+                );
+            }
+            listening(*a)
+        });
+    }
+    plexus
+}
+
 /// Runs the combinations one after another, each against its own server on its port, the
 /// client aimed at `target(index)`. Prints the matrix (visible with `--nocapture`) and
 /// returns a report per failing run, with the server's log.
@@ -507,4 +533,98 @@ fn plexus_matrix() {
         );
     }
     support::promtool_check(&prom);
+}
+
+/// The single-service combinations through two Plexus peers: an outgoing router per
+/// combination on 127.0.1.1 (`peerUpgrades: [mux]`) sends to its twin incoming router on
+/// 127.0.2.1, which speaks the combination's framing to the Python server. The apps
+/// speak plain Thrift at both ends; the hop between the peers is one Mux session.
+#[test]
+fn two_peer_mux_matrix() {
+    let dir = scratch("thrift-two-peers");
+    let combos: Vec<(Combo, u16)> = combos_with_ports()
+        .into_iter()
+        .filter(|(c, _)| !c.multiplexed)
+        .collect();
+    let (out_admin, in_admin) = (free_port(), free_port());
+    let ports: Vec<(u16, u16)> = combos.iter().map(|_| (free_port(), free_port())).collect();
+    let mut outgoing = format!("admin: {{ip: 127.0.1.1, port: {out_admin}}}\nrouters:\n");
+    let mut incoming = format!("admin: {{ip: 127.0.2.1, port: {in_admin}}}\nrouters:\n");
+    for ((combo, app_port), (out_port, in_port)) in combos.iter().zip(&ports) {
+        let label = combo.label();
+        let framed = combo.framed;
+        let _ = write!(
+            outgoing,
+            "- protocol: thrift\n  label: out-{label}\n  thriftProtocol: {protocol}\n  \
+             dtab: /svc => /$/inet/127.0.2.1/{in_port}\n  \
+             servers: [{{ip: 127.0.1.1, port: {out_port}, thriftFramed: {framed}}}]\n  \
+             client: {{peerUpgrades: [mux]}}\n",
+            protocol = combo.thrift_protocol(),
+        );
+        let _ = write!(
+            incoming,
+            "- protocol: thrift\n  label: in-{label}\n  thriftProtocol: {protocol}\n  \
+             dtab: /svc => /$/inet/127.0.0.1/{app_port}\n  \
+             servers: [{{ip: 127.0.2.1, port: {in_port}}}]\n  \
+             client: {{thriftFramed: {framed}}}\n",
+            protocol = combo.thrift_protocol(),
+        );
+    }
+    let listen = |ip: [u8; 4], pick: fn(&(u16, u16)) -> u16, admin: u16| -> Vec<SocketAddr> {
+        ports
+            .iter()
+            .map(pick)
+            .chain([admin])
+            .map(|p| SocketAddr::from((ip, p)))
+            .collect()
+    };
+    let incoming_plexus = start_plexus(
+        &dir,
+        "incoming",
+        &incoming,
+        &listen([127, 0, 2, 1], |p| p.1, in_admin),
+    );
+    let outgoing_plexus = start_plexus(
+        &dir,
+        "outgoing",
+        &outgoing,
+        &listen([127, 0, 1, 1], |p| p.0, out_admin),
+    );
+
+    let mut problems = run_matrix(&dir, &combos, |i| {
+        SocketAddr::from(([127, 0, 1, 1], ports[i].0))
+    });
+
+    // Every call of every combination reached the incoming side over Mux, none as plain
+    // Thrift; and the application failures crossed the hop as failures.
+    let prom = curl(&[&format!(
+        "http://127.0.2.1:{in_admin}/admin/metrics/prometheus"
+    )])
+    .body;
+    for ((combo, _), (_, in_port)) in combos.iter().zip(&ports) {
+        let labels = |protocol: &str| {
+            format!(
+                "rt=\"in-{}\",server=\"127.0.2.1/{in_port}\",protocol=\"{protocol}\"",
+                combo.label()
+            )
+        };
+        let mux = prometheus_value(&prom, "rt:server:protocol:requests", &labels("thriftmux"));
+        let plain = prometheus_value(&prom, "rt:server:protocol:requests", &labels("thrift"));
+        eprintln!("{:<44} mux {mux:?}, plain {plain:?}", combo.label());
+        if !(mux.is_some_and(|m| m >= combo.two_way_calls()) && plain.unwrap_or(0.0) == 0.0) {
+            problems.push(format!(
+                "{}: the incoming router saw {mux:?} calls over Mux and {plain:?} plain; \
+                 want at least {} over Mux and none plain",
+                combo.label(),
+                combo.two_way_calls()
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\noutgoing log:\n{}\nincoming log:\n{}",
+        problems.join("\n"),
+        indent(&outgoing_plexus.log_text()),
+        indent(&incoming_plexus.log_text())
+    );
 }

@@ -269,7 +269,12 @@ fn peers_carry_thrift_over_one_mux_session_and_fall_back_to_plain() {
         &format!("http://{}/client_state.json", outgoing.admin),
     ])
     .body;
-    assert!(state.contains("thriftmux"), "{state}");
+    assert!(state.contains("\"thriftmux\""), "{state}");
+    let state = curl(&["-sS", &format!("http://{}/client_state.json", direct.admin)]).body;
+    assert!(
+        state.contains(&format!("\"{}\":\"thrift\"", plain.addr)),
+        "the plain endpoint is listed as plain Thrift: {state}"
+    );
     drop(direct.plexus);
 }
 

@@ -298,6 +298,7 @@ async fn send_to_peer(
                 Some(accepted) => PeerState::Peer(accepted),
                 None => PeerState::Plain {
                     until: now + peer::PLAIN_RECHECK,
+                    protocol: "http/1.1",
                 },
             };
             rsp.headers_mut().remove(h::L5D_PEER_UPGRADE);

@@ -76,6 +76,8 @@ pub enum PeerState {
     Plain {
         /// When to offer again.
         until: Instant,
+        /// What the application speaks (`http/1.1`, `thrift`), for `/client_state.json`.
+        protocol: &'static str,
     },
     /// A Plexus peer accepting these upgrades.
     Peer(Upgrades),
@@ -85,7 +87,7 @@ impl PeerState {
     fn label(self) -> &'static str {
         match self {
             PeerState::Unknown => "unknown",
-            PeerState::Plain { .. } => "http/1.1",
+            PeerState::Plain { protocol, .. } => protocol,
             PeerState::Peer(u) if u.mux => "thriftmux",
             PeerState::Peer(u) => match (u.h2, u.tls) {
                 (true, true) => "h2+tls",
@@ -123,7 +125,7 @@ pub fn state(addr: SocketAddr, now: Instant) -> PeerState {
         }
     };
     match known {
-        PeerState::Plain { until } if now >= until => PeerState::Unknown,
+        PeerState::Plain { until, .. } if now >= until => PeerState::Unknown,
         s => s,
     }
 }
@@ -174,12 +176,14 @@ mod tests {
             addr,
             PeerState::Plain {
                 until: now + PLAIN_RECHECK,
+                protocol: "http/1.1",
             },
         );
         assert_eq!(
             state(addr, now),
             PeerState::Plain {
-                until: now + PLAIN_RECHECK
+                until: now + PLAIN_RECHECK,
+                protocol: "http/1.1",
             }
         );
         assert_eq!(state(addr, now + PLAIN_RECHECK), PeerState::Unknown);

@@ -306,6 +306,7 @@ async fn send(
                     addr,
                     PeerState::Plain {
                         until: Instant::now() + peer::PLAIN_RECHECK,
+                        protocol: "thrift",
                     },
                 );
             }
