@@ -2,7 +2,8 @@
 //! backend (framed and unframed, pipelined calls, oneway, application and proxy
 //! failures, TTwitter), and two Plexus peers carrying Thrift over one Mux session
 //! (`peerUpgrades: [mux]`), falling back to plain Thrift toward an endpoint that is not
-//! a Plexus. The Python interop matrix is in `thrift_interop.rs`.
+//! a Plexus, and inside TLS; the TTwitter upgrade toward Finagle-style servers; retries
+//! of idempotent methods. The Python interop matrix is in `thrift_interop.rs`.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use plexus_thrift::{ExceptionKind, MessageKind, ttwitter};
-use support::thrift::{Backend, Client, backend, call, framed, reply_text};
+use support::thrift::{Backend, Client, backend, call, framed, reply_text, ttwitter_backend};
 use support::{Proc, curl, free_port, listening, plexus_bin, scratch, wait_for};
 
 struct Node {
@@ -302,4 +303,176 @@ fn broken_messages_close_the_connection_without_hanging() {
     // The router still serves others.
     let mut other = Client::connect(n.router, false);
     assert_eq!(reply_text(&other.call("echo", 1)), "app");
+}
+
+#[test]
+fn ttwitter_is_attempted_toward_servers_and_carries_the_calls_context() {
+    let finagle = ttwitter_backend("127.0.0.1", "finagle");
+    let plain = backend("127.0.0.1", "plain", true);
+    let keys = format!(
+        "  thriftMethodInDst: true\n  dtab: /svc/echo => /$/inet/{}/{}; /svc/count => /$/inet/{}/{}\n  \
+         client:\n    attemptTTwitterUpgrade: true\n",
+        finagle.addr.ip(),
+        finagle.addr.port(),
+        plain.addr.ip(),
+        plain.addr.port()
+    );
+    let n = node("thrift-ttwitter-client", "127.0.0.1", "thrift", &keys, "");
+    let mut client = Client::connect(n.router, true);
+    // The Finagle-style server accepted the upgrade: each call carries a RequestHeader.
+    for seqid in 1..=3 {
+        assert_eq!(reply_text(&client.call("echo", seqid)), "finagle");
+    }
+    let headers = finagle.headers.lock().expect("headers").clone();
+    assert_eq!(headers.len(), 3, "{headers:?}");
+    // A call with a dtab override (from a TTwitter client of Plexus) carries it on.
+    let mut upgraded = Client::connect(n.router, true);
+    let probe = ttwitter::upgrade_request(plexus_thrift::Protocol::Binary);
+    upgraded.send_raw(&framed(probe.bytes()));
+    assert!(ttwitter::is_upgrade_accepted(
+        upgraded.receive().expect("upgrade").header()
+    ));
+    let header = ttwitter::RequestHeader {
+        trace_id: 77,
+        span_id: 5,
+        client_id: Some("web".into()),
+        delegations: vec![ttwitter::Delegation {
+            src: "/x".into(),
+            dst: "/y".into(),
+        }],
+        ..Default::default()
+    };
+    let payload = ttwitter::wrap_request(&header, &call("echo", MessageKind::Call, 9));
+    upgraded.send_raw(&framed(&payload));
+    assert_eq!(reply_text(&upgraded.receive_ttwitter()), "finagle");
+    let last = finagle
+        .headers
+        .lock()
+        .expect("headers")
+        .last()
+        .cloned()
+        .expect("a header");
+    assert_eq!(last.trace_id, 77);
+    assert_eq!(last.client_id.as_deref(), Some("web"));
+    assert_eq!(last.delegations, header.delegations);
+    // A plain server refuses the probe (UNKNOWN_METHOD) and keeps getting plain Thrift.
+    for seqid in 10..13 {
+        let r = client.call("count", seqid);
+        assert_eq!(
+            (r.header().kind, r.header().seqid),
+            (MessageKind::Reply, seqid)
+        );
+    }
+}
+
+#[test]
+fn only_idempotent_methods_are_retried_after_a_lost_connection() {
+    let app = backend("127.0.0.1", "app", true);
+    let at = format!("/$/inet/{}/{}", app.addr.ip(), app.addr.port());
+    // `flaky` drops every other connection with the call unanswered.
+    let retried = node(
+        "thrift-idempotent",
+        "127.0.0.1",
+        "thrift",
+        &format!("  dtab: /svc => {at}\n  service:\n    idempotentMethods: [flaky]\n"),
+        "",
+    );
+    let mut client = Client::connect(retried.router, true);
+    for seqid in 0..4 {
+        let r = client.call("flaky", seqid);
+        assert_eq!(r.header().kind, MessageKind::Reply, "retried: {r:?}");
+    }
+    assert!(service_metric(&retried, "svc", "retries/total") >= 4.0);
+    let not_retried = node(
+        "thrift-not-idempotent",
+        "127.0.0.1",
+        "thrift",
+        &format!("  dtab: /svc => {at}\n"),
+        "",
+    );
+    let mut client = Client::connect(not_retried.router, true);
+    let kinds: Vec<MessageKind> = (0..4)
+        .map(|seqid| client.call("flaky", seqid).header().kind)
+        .collect();
+    assert!(
+        kinds.contains(&MessageKind::Exception),
+        "a call lost after it was sent is not retried: {kinds:?}"
+    );
+}
+
+#[test]
+fn the_hop_between_peers_can_be_mux_inside_tls() {
+    let dir = scratch("thrift-tls-pki");
+    let d = dir.to_str().expect("utf8");
+    for args in [
+        vec!["tls", "init", d],
+        vec!["tls", "issue", d, "linkerd", "--dns", "linkerd"],
+    ] {
+        let out = Command::new(plexus_bin())
+            .args(&args)
+            .output()
+            .expect("plexus tls");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let app = backend("127.0.0.1", "app", true);
+    let server_tls = format!(
+        "    tls:\n      certPath: {}\n      keyPath: {}\n",
+        dir.join("linkerd.pem").display(),
+        dir.join("linkerd-key.pk8.pem").display()
+    );
+    let incoming = node(
+        "thrift-tls-in",
+        "127.0.2.1",
+        "incoming",
+        &to(&app),
+        &server_tls,
+    );
+    let keys = format!(
+        "  dtab: /svc => /$/inet/{}/{}\n  client:\n    peerUpgrades: [mux]\n    tls:\n      \
+         commonName: linkerd\n      trustCerts: [{}]\n",
+        incoming.router.ip(),
+        incoming.router.port(),
+        dir.join("ca.pem").display()
+    );
+    let outgoing = node("thrift-tls-out", "127.0.1.1", "outgoing", &keys, "");
+    let mut client = Client::connect(outgoing.router, true);
+    for seqid in 0..5 {
+        assert_eq!(reply_text(&client.call("echo", seqid)), "app");
+    }
+    let server = format!("{}/{}", incoming.router.ip(), incoming.router.port());
+    assert_eq!(
+        metric(
+            &incoming,
+            &format!("rt/incoming/server/{server}/protocol/thriftmux/requests")
+        ),
+        5.0
+    );
+    assert!(
+        metric(
+            &incoming,
+            &format!("rt/incoming/server/{server}/tls/connections")
+        ) >= 1.0
+    );
+    // A plaintext client is refused by the TLS-only port: at most a TLS alert, then the
+    // close; never a Thrift reply, never a hang.
+    let mut plain = std::net::TcpStream::connect(incoming.router).expect("connect");
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    use std::io::{Read, Write};
+    plain
+        .write_all(&framed(call("echo", MessageKind::Call, 1).bytes()))
+        .expect("write");
+    let mut answer = Vec::new();
+    plain
+        .read_to_end(&mut answer)
+        .expect("closed, not timed out");
+    assert!(
+        answer.is_empty() || answer[0] == 0x15,
+        "only a TLS alert record: {answer:02x?}"
+    );
 }

@@ -6,7 +6,11 @@
 //! - `crash`: EXCEPTION (a `TApplicationException`);
 //! - `notify` (ONEWAY): counted, no reply;
 //! - `count`: REPLY, success field 0 = the number of `notify` calls seen (i32);
-//! - `slow`: like `echo` after 300 ms.
+//! - `slow`: like `echo` after 300 ms;
+//! - `flaky`: every other call (the 1st, 3rd, ...) closes the connection unanswered;
+//! - `__can__finagle__trace__v3__`: refused with UNKNOWN_METHOD, as a plain Thrift server
+//!   does, unless the backend speaks TTwitter ([`ttwitter_backend`]), which accepts the
+//!   upgrade and records each call's request header.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +26,20 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub notified: Arc<AtomicUsize>,
     pub calls: Arc<AtomicUsize>,
+    /// The TTwitter request headers received (TTwitter backends only).
+    pub headers: Arc<std::sync::Mutex<Vec<plexus_thrift::ttwitter::RequestHeader>>>,
+}
+
+/// What a backend's connections share.
+#[derive(Clone)]
+struct Shared {
+    name: String,
+    framed: bool,
+    ttwitter: bool,
+    notified: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+    flaky: Arc<AtomicUsize>,
+    headers: Arc<std::sync::Mutex<Vec<plexus_thrift::ttwitter::RequestHeader>>>,
 }
 
 /// A result struct with a string in field `id`.
@@ -36,6 +54,13 @@ fn string_result(id: i16, s: &str) -> Vec<u8> {
 
 /// The reply the backend named `name` gives to `call`.
 fn answer(name: &str, call: &MessageHeader, notified: &AtomicUsize) -> Option<Message> {
+    if plexus_thrift::ttwitter::is_upgrade_request(call) {
+        let e = plexus_thrift::ApplicationException::new(
+            plexus_thrift::ExceptionKind::UnknownMethod,
+            format!("Invalid method name: '{}'", call.name),
+        );
+        return Some(plexus_thrift::exception_reply(call, &e));
+    }
     let reply = |body: Vec<u8>| {
         Some(Message::from_header_and_body(
             call.with_kind(MessageKind::Reply),
@@ -71,35 +96,89 @@ fn answer(name: &str, call: &MessageHeader, notified: &AtomicUsize) -> Option<Me
 
 /// Starts a backend named `name` on `ip`, framed or not.
 pub fn backend(ip: &str, name: &str, framed: bool) -> Backend {
-    let listener = TcpListener::bind((ip, 0)).expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let notified = Arc::new(AtomicUsize::new(0));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (n, c, name) = (notified.clone(), calls.clone(), name.to_string());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (n, c, name) = (n.clone(), c.clone(), name.clone());
-            std::thread::spawn(move || serve(stream, &name, framed, &n, &c));
-        }
-    });
-    Backend {
-        addr,
-        notified,
-        calls,
-    }
+    start(ip, name, framed, false)
 }
 
-fn serve(mut stream: TcpStream, name: &str, framed: bool, n: &AtomicUsize, c: &AtomicUsize) {
-    let mut decoder = Decoder::new(framed, Limits::default());
+/// Starts a framed backend that accepts Finagle's TTwitter upgrade, as a Finagle server
+/// does, and records the request header of every call.
+pub fn ttwitter_backend(ip: &str, name: &str) -> Backend {
+    start(ip, name, true, true)
+}
+
+fn start(ip: &str, name: &str, framed: bool, ttwitter: bool) -> Backend {
+    let listener = TcpListener::bind((ip, 0)).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shared = Shared {
+        name: name.to_string(),
+        framed,
+        ttwitter,
+        notified: Arc::new(AtomicUsize::new(0)),
+        calls: Arc::new(AtomicUsize::new(0)),
+        flaky: Arc::new(AtomicUsize::new(0)),
+        headers: Arc::default(),
+    };
+    let backend = Backend {
+        addr,
+        notified: shared.notified.clone(),
+        calls: shared.calls.clone(),
+        headers: shared.headers.clone(),
+    };
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let shared = shared.clone();
+            std::thread::spawn(move || serve(stream, &shared));
+        }
+    });
+    backend
+}
+
+fn serve(mut stream: TcpStream, b: &Shared) {
+    let limits = Limits::default();
+    let mut decoder = Decoder::new(b.framed, limits);
     let mut buf = BytesMut::new();
     let mut chunk = [0u8; 16 << 10];
+    let mut upgraded = false;
     loop {
-        match decoder.decode(&mut buf) {
-            Ok(Some(msg)) => {
-                c.fetch_add(1, Ordering::SeqCst);
-                if let Some(reply) = answer(name, msg.header(), n) {
+        let next = if upgraded {
+            plexus_thrift::decode_frame(&mut buf, &limits).and_then(|f| {
+                f.map(|payload| {
+                    plexus_thrift::ttwitter::split_request(payload, Protocol::Binary, &limits)
+                })
+                .transpose()
+            })
+        } else {
+            decoder
+                .decode(&mut buf)
+                .map(|m| m.map(|m| (Default::default(), m)))
+        };
+        match next {
+            Ok(Some((header, msg))) => {
+                b.calls.fetch_add(1, Ordering::SeqCst);
+                let h = msg.header();
+                if b.ttwitter && !upgraded && plexus_thrift::ttwitter::is_upgrade_request(h) {
+                    upgraded = true;
                     let mut out = BytesMut::new();
-                    plexus_thrift::encode(&reply, framed, &mut out).expect("encode");
+                    let reply = plexus_thrift::ttwitter::upgrade_reply(h);
+                    plexus_thrift::encode(&reply, true, &mut out).expect("encode");
+                    if stream.write_all(&out).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                if upgraded && let Ok(mut seen) = b.headers.lock() {
+                    seen.push(header);
+                }
+                if h.name == "flaky" && b.flaky.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+                    return;
+                }
+                if let Some(reply) = answer(&b.name, h, &b.notified) {
+                    let mut out = BytesMut::new();
+                    if upgraded {
+                        let payload = plexus_thrift::ttwitter::wrap_reply(&reply);
+                        plexus_thrift::encode_frame(&payload, &mut out).expect("encode");
+                    } else {
+                        plexus_thrift::encode(&reply, b.framed, &mut out).expect("encode");
+                    }
                     if stream.write_all(&out).is_err() {
                         return;
                     }
