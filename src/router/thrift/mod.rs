@@ -81,7 +81,9 @@ impl Router {
                 max_call_depth: usize::MAX,
                 forwarded: None,
                 h2: None,
-                thrift_framed: s.thrift_framed.unwrap_or(true),
+                // A thriftmux port takes Mux and framed Thrift; like Linkerd, it ignores
+                // `thriftFramed` (it still recognises unframed strict and compact Thrift).
+                thrift_framed: flavor == ThriftFlavor::ThriftMux || s.thrift_framed.unwrap_or(true),
             });
         }
         let client_blocks = policy::ClientBlocks::new(cfg.client.as_ref())
