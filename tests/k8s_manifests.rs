@@ -250,7 +250,13 @@ fn daemonset_runs_plexus_on_every_host_with_the_mesh_ports() {
     assert_eq!(command, ["plexus", "run", "/config/config.yaml"]);
 
     let ports = c["ports"].as_array().expect("ports");
-    for (name, port) in [("outgoing", 4140), ("incoming", 4141), ("admin", 9990)] {
+    for (name, port) in [
+        ("outgoing", 4140),
+        ("incoming", 4141),
+        ("thrift-outgoing", 4114),
+        ("thrift-incoming", 4115),
+        ("admin", 9990),
+    ] {
         let p = ports
             .iter()
             .find(|p| p["name"] == name)
@@ -302,7 +308,13 @@ fn service_l5d_names_the_incoming_port_for_the_daemonset_transformer() {
     let svc = find("Service", "l5d");
     assert_eq!(svc["spec"]["selector"]["app"], "l5d");
     let ports = svc["spec"]["ports"].as_array().expect("ports");
-    for (name, port) in [("outgoing", 4140), ("incoming", 4141), ("admin", 9990)] {
+    for (name, port) in [
+        ("outgoing", 4140),
+        ("incoming", 4141),
+        ("thrift-outgoing", 4114),
+        ("thrift-incoming", 4115),
+        ("admin", 9990),
+    ] {
         let p = ports
             .iter()
             .find(|p| p["name"] == name)
@@ -419,8 +431,28 @@ fn configmap_holds_the_per_host_mesh_config() {
     let dtab = "/srv=>/#/io.l5d.k8s/default/http;/host=>/srv;/svc=>/host;\
                 /host/world=>/srv/world-v1;";
     let routers = config["routers"].as_array().expect("routers");
-    assert_eq!(routers.len(), 2);
+    assert_eq!(routers.len(), 4);
     let [outgoing, incoming] = [&routers[0], &routers[1]];
+    // Thrift: the same two hops, the one between nodes upgraded to Mux.
+    let [thrift_out, thrift_in] = [&routers[2], &routers[3]];
+    for (router, label, port) in [
+        (thrift_out, "thrift-outgoing", 4114),
+        (thrift_in, "thrift-incoming", 4115),
+    ] {
+        assert_eq!(router["protocol"], "thrift");
+        assert_eq!(router["label"], label);
+        assert_eq!(router["servers"], json!([{"port": port, "ip": "0.0.0.0"}]));
+    }
+    assert_eq!(thrift_out["client"]["peerUpgrades"], json!(["mux"]));
+    assert_eq!(
+        thrift_out["interpreter"]["transformers"],
+        json!([{"kind": "io.l5d.k8s.daemonset", "namespace": "default",
+                "port": "thrift-incoming", "service": "l5d"}])
+    );
+    assert_eq!(
+        thrift_in["interpreter"]["transformers"],
+        json!([{"kind": "io.l5d.k8s.localnode"}])
+    );
     for (router, label, port) in [(outgoing, "outgoing", 4140), (incoming, "incoming", 4141)] {
         assert_eq!(router["protocol"], "http");
         assert_eq!(router["label"], label);
@@ -461,6 +493,10 @@ fn plexus_check_accepts_the_configmap_config() {
     );
     assert!(
         stdout.contains("router incoming (http) on 0.0.0.0:4141"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("router thrift-outgoing (thrift) on 0.0.0.0:4114 (framed)"),
         "{stdout}"
     );
 }
