@@ -407,6 +407,21 @@ impl Validation {
         );
     }
 
+    /// A router's `interpreter`: the default one (with its transformers) is supported.
+    fn interpreter(&mut self, at: &str, interpreter: Option<&Interpreter>) {
+        match interpreter {
+            None => {}
+            Some(Interpreter::Default(d)) => {
+                self.transformers(&format!("{at}.interpreter"), &d.transformers)
+            }
+            Some(other) => self.kind(
+                &format!("{at}.interpreter"),
+                "interpreter",
+                interpreter_kind(other),
+            ),
+        }
+    }
+
     fn thrift_router(
         &mut self,
         at: &str,
@@ -456,17 +471,7 @@ impl Validation {
                 ("tracePropagator", r.trace_propagator.is_some()),
             ],
         );
-        match &r.interpreter {
-            None => {}
-            Some(Interpreter::Default(d)) => {
-                self.transformers(&format!("{at}.interpreter"), &d.transformers)
-            }
-            Some(other) => self.kind(
-                &format!("{at}.interpreter"),
-                "interpreter",
-                interpreter_kind(other),
-            ),
-        }
+        self.interpreter(at, r.interpreter.as_ref());
         if let Some(s) = &r.service {
             self.thrift_service(&format!("{at}.service"), s, true);
         }
@@ -633,17 +638,7 @@ impl Validation {
                 self.kind(&format!("{at}.identifier"), "identifier", id.kind());
             }
         }
-        match &r.interpreter {
-            None => {}
-            Some(Interpreter::Default(d)) => {
-                self.transformers(&format!("{at}.interpreter"), &d.transformers)
-            }
-            Some(other) => self.kind(
-                &format!("{at}.interpreter"),
-                "interpreter",
-                interpreter_kind(other),
-            ),
-        }
+        self.interpreter(at, r.interpreter.as_ref());
         if let Some(s) = &r.service {
             self.service(&format!("{at}.service"), s, true, version);
         }
