@@ -476,3 +476,33 @@ fn the_hop_between_peers_can_be_mux_inside_tls() {
         "only a TLS alert record: {answer:02x?}"
     );
 }
+
+#[test]
+fn a_call_the_outgoing_side_gives_up_on_is_discarded_at_the_peer() {
+    let app = backend("127.0.0.1", "app", true);
+    let incoming = node("thrift-discard-in", "127.0.2.1", "incoming", &to(&app), "");
+    let keys = format!(
+        "  dtab: /svc => /$/inet/{}/{}\n  service:\n    totalTimeoutMs: 100\n  \
+         client:\n    peerUpgrades: [mux]\n",
+        incoming.router.ip(),
+        incoming.router.port()
+    );
+    let outgoing = node("thrift-discard-out", "127.0.1.1", "outgoing", &keys, "");
+    let mut client = Client::connect(outgoing.router, true);
+    assert_eq!(reply_text(&client.call("echo", 1)), "app");
+    // `slow` takes 300 ms: the outgoing router times out at 100 ms, answers the app with
+    // an exception, and discards the call on the Mux session; the incoming router stops
+    // working on it (counted as cancelled) instead of finishing it for nobody.
+    let reply = client.call("slow", 2);
+    assert_eq!(reply.header().kind, MessageKind::Exception);
+    let cancelled = format!(
+        "rt/incoming/server/{}/{}/failures/CancelledRequestException",
+        incoming.router.ip(),
+        incoming.router.port()
+    );
+    wait_for("the peer to cancel the discarded call", || {
+        metric(&incoming, &cancelled) == 1.0
+    });
+    // The session is still good.
+    assert_eq!(reply_text(&client.call("echo", 3)), "app");
+}

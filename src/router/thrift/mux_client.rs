@@ -33,7 +33,10 @@ use crate::router::error::{ErrorKind, ProxyError};
 pub type Answer = Result<Response, plexus_mux::session::RequestError>;
 
 enum Command {
-    Dispatch(Request, oneshot::Sender<Answer>),
+    /// A call, known to its caller by a number of its own (the tag is the session's).
+    Dispatch(u64, Request, oneshot::Sender<Answer>),
+    /// The caller of call number N went away before the reply: discard it.
+    Cancel(u64),
 }
 
 /// A handle on one open session.
@@ -41,6 +44,24 @@ pub struct Session {
     commands: mpsc::UnboundedSender<Command>,
     /// Set by the driver when the session ends or drains: new calls go elsewhere.
     closed: Rc<Cell<bool>>,
+    /// Numbers calls for [`Command::Cancel`].
+    next_call: Cell<u64>,
+}
+
+/// Discards a call whose caller stopped waiting (a timeout, or its client went away), so
+/// the peer stops working on it.
+struct CancelOnDrop<'a> {
+    commands: &'a mpsc::UnboundedSender<Command>,
+    call: u64,
+    answered: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.commands.send(Command::Cancel(self.call));
+        }
+    }
 }
 
 impl Session {
@@ -48,14 +69,23 @@ impl Session {
         !self.closed.get() && !self.commands.is_closed()
     }
 
-    /// Sends a call and waits for its reply. `Err(None)`: the session was gone before
-    /// the call was queued (never sent).
+    /// Sends a call and waits for its reply. `Err(())`: the session was gone before the
+    /// call was queued (never sent). Dropping the future discards the call (Tdiscarded).
     pub async fn dispatch(&self, request: Request) -> Result<Answer, ()> {
+        let call = self.next_call.get();
+        self.next_call.set(call.wrapping_add(1));
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(Command::Dispatch(request, tx))
+            .send(Command::Dispatch(call, request, tx))
             .map_err(|_| ())?;
-        rx.await.map_err(|_| ())
+        let mut guard = CancelOnDrop {
+            commands: &self.commands,
+            call,
+            answered: false,
+        };
+        let answer = rx.await;
+        guard.answered = true;
+        answer.map_err(|_| ())
     }
 }
 
@@ -136,7 +166,11 @@ async fn open_session(dial: &Dial<'_>, key: Key) -> Result<Rc<Session>, OpenErro
             )));
         }
     }
-    let s = Rc::new(Session { commands, closed });
+    let s = Rc::new(Session {
+        commands,
+        closed,
+        next_call: Cell::new(0),
+    });
     SESSIONS.with(|m| m.borrow_mut().insert(key, s.clone()));
     Ok(s)
 }
@@ -152,7 +186,8 @@ async fn drive(
 ) {
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut ready = Some(ready);
-    let mut pending: HashMap<u32, oneshot::Sender<Answer>> = HashMap::new();
+    let mut pending: HashMap<u32, (u64, oneshot::Sender<Answer>)> = HashMap::new();
+    let mut tags: HashMap<u64, u32> = HashMap::new();
     let mut out = BytesMut::new();
     let mut inbuf = BytesMut::with_capacity(16 << 10);
     let mut accepting = true;
@@ -172,12 +207,14 @@ async fn drive(
                     }
                 }
                 ClientEvent::Response { tag, response } => {
-                    if let Some(tx) = pending.remove(&tag) {
+                    if let Some((call, tx)) = pending.remove(&tag) {
+                        tags.remove(&call);
                         let _ = tx.send(Ok(response));
                     }
                 }
                 ClientEvent::RequestFailed { tag, error } => {
-                    if let Some(tx) = pending.remove(&tag) {
+                    if let Some((call, tx)) = pending.remove(&tag) {
+                        tags.remove(&call);
                         let _ = tx.send(Err(error));
                     }
                 }
@@ -223,9 +260,17 @@ async fn drive(
                 }
             }
             command = commands.recv(), if accepting => match command {
-                Some(Command::Dispatch(request, reply)) => match session.dispatch(request) {
+                Some(Command::Cancel(call)) => {
+                    if let Some(tag) = tags.remove(&call) {
+                        pending.remove(&tag);
+                        // The tag is freed when the peer answers the Tdiscarded.
+                        session.discard(tag, "the caller went away");
+                    }
+                }
+                Some(Command::Dispatch(call, request, reply)) => match session.dispatch(request) {
                     Ok(tag) => {
-                        pending.insert(tag, reply);
+                        pending.insert(tag, (call, reply));
+                        tags.insert(call, tag);
                     }
                     Err(e) => {
                         let _ = reply.send(Err(plexus_mux::session::RequestError::NotSent(
