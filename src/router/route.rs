@@ -113,6 +113,20 @@ impl RouteHandle {
     /// blocks). `seen` is the caller's memory of the failure counts it last reported a
     /// success against.
     pub fn outcome(&self, addr: SocketAddr, success: bool, seen: &mut HashMap<SocketAddr, u64>) {
+        self.report(addr, success, |now| seen.insert(addr, now) != Some(now));
+    }
+
+    /// The same, for a request judged later than it was answered (a response stream
+    /// judged at its end), away from the worker's memory: `seen` is what that memory
+    /// held for `addr` when the request was answered. It is not updated, so the worker
+    /// may report one more success than needed after this one.
+    pub fn outcome_since(&self, addr: SocketAddr, success: bool, seen: Option<u64>) {
+        self.report(addr, success, |now| seen != Some(now));
+    }
+
+    /// Reports an outcome when the policy needs it; `changed(count)` says whether a
+    /// success is news given the endpoint's failure count now.
+    fn report(&self, addr: SocketAddr, success: bool, changed: impl FnOnce(u64) -> bool) {
         let Some(actor) = &self.actor else { return };
         let send = match self.shared.report {
             Report::Nothing => false,
@@ -123,8 +137,7 @@ impl RouteHandle {
                     return;
                 };
                 if success {
-                    let now = count.load(Ordering::Acquire);
-                    seen.insert(addr, now) != Some(now)
+                    changed(count.load(Ordering::Acquire))
                 } else {
                     count.fetch_add(1, Ordering::AcqRel);
                     true
