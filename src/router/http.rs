@@ -26,6 +26,7 @@ use super::binding::{BindingCache, no_hosts};
 use super::client::{self, BoxError, ProxyBody, SendError};
 use super::error::{ErrorKind, ProxyError};
 use super::policy::ServicePolicy;
+use super::retry::StreamEnd;
 use super::retry::policy::DEFAULT_RETRY_BUFFER_BYTES;
 use super::retry::policy::requeue_limit;
 use super::retry::{
@@ -33,10 +34,13 @@ use super::retry::{
     Outcome as RetryOutcome, RetryBudget, RetryState, deadline,
 };
 use super::route::RouteHandle;
-use super::stats::{InFlight, Scope, ScopeStats};
+use super::stats::{CANCELLED, Deferred, InFlight, Scope, ScopeStats};
 use super::{Router, ServerSpec, choose, identify};
 use crate::naming::{self, Addr, Bound, Dtab, NameTree, Path};
 use crate::telemetry::{AttemptOutcome, Observation};
+
+mod stream_end;
+use stream_end::{End, OnEnd};
 
 /// A router as one worker thread sees it: the shared configuration plus this worker's
 /// binding cache and metric handles.
@@ -72,7 +76,8 @@ pub struct ClientEntry {
     id_header: HeaderValue,
     balancer: RefCell<Balancer>,
     endpoints: RefCell<Vec<(SocketAddr, f64)>>,
-    route: RouteHandle,
+    /// Shared with the responses judged at the end of their streams.
+    route: Arc<RouteHandle>,
     requeue_budget: RefCell<RetryBudget>,
     requeues: metrics::Counter,
     attempt_timeout: Option<Duration>,
@@ -203,7 +208,7 @@ impl Worker {
             )),
             balancer: RefCell::new(Balancer::new(policy.balancer.clone())),
             endpoints: RefCell::default(),
-            route: router.routes.get_or_start(&router.label, id, &policy),
+            route: Arc::new(router.routes.get_or_start(&router.label, id, &policy)),
             requeue_budget: RefCell::new(
                 RetryBudget::new(ttl, router.reserve_share(min), pct).unwrap_or_default(),
             ),
@@ -410,7 +415,7 @@ async fn route(
     let now = SystemTime::now();
     let deadline = Deadline::effective(inbound, now, service.policy.total_timeout);
     let inflight = service.stats.start();
-    let result = match deadline.map(|d| d.remaining(now)) {
+    let answer = match deadline.map(|d| d.remaining(now)) {
         None => {
             dispatch(
                 worker, server, conn, obs, &service, &dst, &local, None, parts, body,
@@ -437,18 +442,104 @@ async fn route(
             }
         }
     };
-    service_finish(inflight, &result);
     service
         .budget_balance
         .set(service.budget.borrow().balance(Instant::now()) as f64);
-    result
+    service_finish(inflight, service.policy.classifier, answer)
 }
 
-fn service_finish(inflight: InFlight<'_>, result: &Result<Response<ProxyBody>, ProxyError>) {
-    match result {
-        Ok(rsp) => inflight.finish(Some(rsp.status().as_u16()), None),
-        Err(e) => inflight.finish(None, Some(e.metric_label())),
+/// Counts the request in the service's stats, as the classifier judged its response;
+/// a response judged at the end of its stream is counted then, with its client's share.
+fn service_finish(
+    inflight: InFlight<'_>,
+    classifier: retry::Classifier,
+    answer: Result<Answer, ProxyError>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    match answer {
+        Ok(Answer {
+            rsp,
+            at_end: Some(client),
+            ..
+        }) => {
+            let judge = AtEnd {
+                classifier,
+                service: inflight.defer(rsp.status().as_u16()),
+                client,
+            };
+            Ok(rsp.map(|body| OnEnd::new(body, move |end| judge.settle(end)).boxed_unsync()))
+        }
+        Ok(Answer { rsp, class, .. }) => {
+            inflight.finish_classified(rsp.status().as_u16(), class.is_success());
+            Ok(rsp)
+        }
+        Err(e) => {
+            inflight.finish(None, Some(e.metric_label()));
+            Err(e)
+        }
     }
+}
+
+/// A response as the service stack answers it: its class, judged on its head, and
+/// what is left to count when its stream ends if its classifier must see that end.
+struct Answer {
+    rsp: Response<ProxyBody>,
+    class: retry::ResponseClass,
+    at_end: Option<ClientEnd>,
+}
+
+/// The failure kind of a stream the endpoint failed after its head (as an
+/// [`ErrorKind::Upstream`] error is counted).
+const STREAM_FAILED: &str = "UpstreamFailure";
+
+/// What the client stack left to count of a response judged at the end of its stream:
+/// the client's stats and the endpoint's failure accrual. (Its balancer and its trace
+/// span took the head's verdict: they live on the worker, the body may end anywhere.)
+struct ClientEnd {
+    stats: Deferred,
+    route: Arc<RouteHandle>,
+    endpoint: SocketAddr,
+    /// The worker's memory of the endpoint's failure count when the head came.
+    seen: Option<u64>,
+}
+
+/// The final judgement of a response stream: made once, when it ends.
+struct AtEnd {
+    classifier: retry::Classifier,
+    service: Deferred,
+    client: ClientEnd,
+}
+
+impl AtEnd {
+    fn settle(self, end: End<'_>) {
+        let (end, kind) = match end {
+            End::Trailers(trailers) => (StreamEnd::Trailers(grpc_status(trailers)), None),
+            End::Eos => (StreamEnd::NoTrailers, None),
+            End::Failed => (StreamEnd::Failed, Some(STREAM_FAILED)),
+            End::Dropped => (StreamEnd::Cancelled, Some(CANCELLED)),
+        };
+        let success = self.classifier.classify_end(end).is_success();
+        // A client that went away says nothing about the endpoint (as for a request
+        // cancelled before its answer).
+        if end != StreamEnd::Cancelled {
+            let ClientEnd {
+                route,
+                endpoint,
+                seen,
+                ..
+            } = &self.client;
+            route.outcome_since(*endpoint, success, *seen);
+        }
+        self.client.stats.finish(success, kind);
+        self.service.finish(success, kind);
+    }
+}
+
+/// The `grpc-status` of a response head or trailers, if there is a readable one.
+fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
+    headers
+        .get(h::GRPC_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Binds the name, waiting (within the binding timeout) while discovery is pending.
@@ -493,7 +584,7 @@ async fn dispatch(
     deadline: Option<Deadline>,
     mut parts: http::request::Parts,
     body: Incoming,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Answer, ProxyError> {
     let router = &worker.router;
     let tree = bind(worker, local, dst).await?;
     let none = || no_hosts(dst, &router.base_dtab, local);
@@ -560,16 +651,18 @@ async fn dispatch(
         Replay::buffer(body, &parts.headers, h2).await?
     };
     let method = parts.method.clone();
+    let grpc = classifier.judges_stream_end();
     let classify = |rsp: &Response<ProxyBody>, replayable: bool| {
         let l5d_retryable = rsp
             .headers()
             .get(h::L5D_RETRYABLE)
             .is_some_and(|v| retry::classify::l5d_retryable(v.as_bytes()));
-        let grpc_status = rsp
-            .headers()
-            .get(h::GRPC_STATUS)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
+        // Only the gRPC classifiers read it: other responses skip the lookup.
+        let grpc_status = if grpc {
+            grpc_status(rsp.headers())
+        } else {
+            None
+        };
         classifier.classify(&Exchange {
             method: &method,
             outcome: RetryOutcome::Status(rsp.status()),
@@ -604,13 +697,24 @@ async fn dispatch(
         };
         let attempt = Request::from_parts(head, body);
         let result = forward(worker, obs, &client, &bound.addr, attempt, none, &|r| {
-            classify(r, false).is_success()
+            let success = classify(r, false).is_success();
+            // A gRPC call whose status is still to come, after its messages: only
+            // the end of its stream can tell (see `AtEnd`).
+            if success
+                && grpc
+                && r.status() == StatusCode::OK
+                && !r.headers().contains_key(h::GRPC_STATUS)
+            {
+                Verdict::AtEnd
+            } else {
+                Verdict::Now(success)
+            }
         })
         .await;
         // Known only now for a body kept while it streamed: whether all of it was kept.
         let replayable = replay.replayable();
         let class = match &result {
-            Ok(rsp) => classify(rsp, replayable),
+            Ok((rsp, _)) => classify(rsp, replayable),
             Err(e) => classifier.classify(&Exchange {
                 method: &method,
                 outcome: RetryOutcome::Error(attempt_error(e)),
@@ -649,7 +753,7 @@ async fn dispatch(
     service
         .retries_per_request
         .record(f64::from(state.retries()));
-    let (mut rsp, class) = result?;
+    let ((mut rsp, at_end), class) = result?;
 
     let switching = rsp.status() == StatusCode::SWITCHING_PROTOCOLS;
     h::strip_hop_by_hop(rsp.headers_mut(), switching);
@@ -661,11 +765,21 @@ async fn dispatch(
         splice_upgrade(inbound_upgrade, hyper::upgrade::on(&mut rsp));
     }
     h::append_via(rsp.headers_mut());
+    // For a response judged at its end: the head's verdict (the header leaves first).
     rsp.headers_mut().insert(
         h::L5D_SUCCESS_CLASS,
         HeaderValue::from_static(retry::classify::success_class_header(class)),
     );
-    Ok(rsp)
+    Ok(Answer { rsp, class, at_end })
+}
+
+/// What a response's head says about its attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Success (`true`) or failure, final.
+    Now(bool),
+    /// A success so far; the end of the stream decides.
+    AtEnd,
 }
 
 /// What kind of failure a routing error is, for the classifier.
@@ -860,8 +974,8 @@ async fn forward(
     addr: &Addr,
     req: Request<ProxyBody>,
     no_hosts: impl Fn() -> ProxyError,
-    is_success: &dyn Fn(&Response<ProxyBody>) -> bool,
-) -> Result<Response<ProxyBody>, ProxyError> {
+    judge: &dyn Fn(&Response<ProxyBody>) -> Verdict,
+) -> Result<(Response<ProxyBody>, Option<ClientEnd>), ProxyError> {
     let now = Instant::now();
     client.sync(addr, now);
     let limit = requeue_limit(client.requeue_budget.borrow().balance(now));
@@ -914,22 +1028,30 @@ async fn forward(
         };
         match sent {
             Ok(rsp) => {
-                let success = is_success(&rsp);
+                let status = rsp.status().as_u16();
+                let verdict = judge(&rsp);
+                let success = verdict != Verdict::Now(false);
                 let outcome = if success {
                     BalanceOutcome::SUCCESS
                 } else {
                     BalanceOutcome::FAILURE
                 };
                 pending.end(outcome);
+                attempt.finish(AttemptOutcome::Response { status, success });
+                if verdict == Verdict::AtEnd {
+                    let at_end = ClientEnd {
+                        stats: inflight.defer(status),
+                        route: client.route.clone(),
+                        endpoint,
+                        seen: client.reported.borrow().get(&endpoint).copied(),
+                    };
+                    return Ok((rsp, Some(at_end)));
+                }
                 client
                     .route
                     .outcome(endpoint, success, &mut client.reported.borrow_mut());
-                inflight.finish_classified(rsp.status().as_u16(), success);
-                attempt.finish(AttemptOutcome::Response {
-                    status: rsp.status().as_u16(),
-                    success,
-                });
-                return Ok(rsp);
+                inflight.finish_classified(status, success);
+                return Ok((rsp, None));
             }
             Err(SendError { error, unsent }) => {
                 pending.end(BalanceOutcome::FAILURE);
@@ -1073,5 +1195,16 @@ fn set_dst_headers(
     }
     if let Some(ctx) = naming::ctx_dtab_value(local) {
         set(h::L5D_CTX_DTAB, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_stream_counts_as_an_upstream_failure() {
+        let e = ProxyError::new(ErrorKind::Upstream, "reset");
+        assert_eq!(STREAM_FAILED, e.metric_label());
     }
 }
