@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -33,7 +34,7 @@ use super::retry::{
     self, AttemptError, BackoffConfig, Deadline, Decision, Exchange, GiveUpReason,
     Outcome as RetryOutcome, RetryBudget, RetryState, deadline,
 };
-use super::route::RouteHandle;
+use super::route::{NEVER_SEEN, RouteHandle};
 use super::stats::{CANCELLED, Deferred, InFlight, Scope, ScopeStats};
 use super::{Router, ServerSpec, choose, identify};
 use crate::naming::{self, Addr, Bound, Dtab, NameTree, Path};
@@ -87,12 +88,31 @@ pub struct ClientEntry {
     negotiate_tls: bool,
     /// The client's TLS (`tls:`), if any.
     tls: Option<super::policy::ClientTlsTarget>,
-    /// Failure counts this worker last reported a success against, per endpoint.
-    reported: RefCell<HashMap<SocketAddr, u64>>,
+    /// Failure counts this worker last reported a success against, per endpoint
+    /// (shared with the responses judged at the end of their streams).
+    reported: RefCell<HashMap<SocketAddr, Arc<AtomicU64>>>,
     used: Cell<Instant>,
 }
 
 impl ClientEntry {
+    /// Reports an outcome of `endpoint` to its circuit breaker.
+    fn outcome(&self, endpoint: SocketAddr, success: bool) {
+        let mut reported = self.reported.borrow_mut();
+        let seen = reported
+            .entry(endpoint)
+            .or_insert_with(|| Arc::new(AtomicU64::new(NEVER_SEEN)));
+        self.route.outcome(endpoint, success, seen);
+    }
+
+    /// This worker's memory of what it reported about `endpoint`, to report later.
+    fn seen(&self, endpoint: SocketAddr) -> Arc<AtomicU64> {
+        self.reported
+            .borrow_mut()
+            .entry(endpoint)
+            .or_insert_with(|| Arc::new(AtomicU64::new(NEVER_SEEN)))
+            .clone()
+    }
+
     /// Brings the balancer and the route up to date with the bound endpoints.
     fn sync(&self, addr: &Addr, now: Instant) {
         let fresh: &[crate::naming::Address] = match addr {
@@ -278,7 +298,7 @@ fn grpc_error(rsp: &mut Response<ProxyBody>, e: &ProxyError) {
     const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
     let message = percent_encoding::utf8_percent_encode(&e.message, RESERVED).to_string();
     let headers = rsp.headers_mut();
-    headers.insert(h::GRPC_STATUS, HeaderValue::from_static(code));
+    headers.insert(GRPC_STATUS, HeaderValue::from_static(code));
     if let Ok(v) = HeaderValue::from_str(&message) {
         headers.insert("grpc-message", v);
     }
@@ -498,8 +518,8 @@ struct ClientEnd {
     stats: Deferred,
     route: Arc<RouteHandle>,
     endpoint: SocketAddr,
-    /// The worker's memory of the endpoint's failure count when the head came.
-    seen: Option<u64>,
+    /// The worker's memory of the failure count it last reported a success against.
+    seen: Arc<AtomicU64>,
 }
 
 /// The final judgement of a response stream: made once, when it ends.
@@ -527,17 +547,21 @@ impl AtEnd {
                 seen,
                 ..
             } = &self.client;
-            route.outcome_since(*endpoint, success, *seen);
+            route.outcome(*endpoint, success, seen);
         }
         self.client.stats.finish(success, kind);
         self.service.finish(success, kind);
     }
 }
 
+/// `grpc-status`, pre-built: it is looked up in every gRPC response's head and
+/// trailers, and a `&str` name would be parsed each time.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static(h::GRPC_STATUS);
+
 /// The `grpc-status` of a response head or trailers, if there is a readable one.
 fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
     headers
-        .get(h::GRPC_STATUS)
+        .get(GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
 }
@@ -703,7 +727,7 @@ async fn dispatch(
             if success
                 && grpc
                 && r.status() == StatusCode::OK
-                && !r.headers().contains_key(h::GRPC_STATUS)
+                && !r.headers().contains_key(GRPC_STATUS)
             {
                 Verdict::AtEnd
             } else {
@@ -1043,21 +1067,17 @@ async fn forward(
                         stats: inflight.defer(status),
                         route: client.route.clone(),
                         endpoint,
-                        seen: client.reported.borrow().get(&endpoint).copied(),
+                        seen: client.seen(endpoint),
                     };
                     return Ok((rsp, Some(at_end)));
                 }
-                client
-                    .route
-                    .outcome(endpoint, success, &mut client.reported.borrow_mut());
+                client.outcome(endpoint, success);
                 inflight.finish_classified(status, success);
                 return Ok((rsp, None));
             }
             Err(SendError { error, unsent }) => {
                 pending.end(BalanceOutcome::FAILURE);
-                client
-                    .route
-                    .outcome(endpoint, false, &mut client.reported.borrow_mut());
+                client.outcome(endpoint, false);
                 inflight.finish(None, Some(error.metric_label()));
                 attempt.finish(AttemptOutcome::Failed(&error));
                 let Some(unsent) = unsent else {

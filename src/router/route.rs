@@ -8,7 +8,7 @@
 //! a supervisor on the main arbiter; a restart starts its circuit breakers afresh without
 //! touching any other client.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,6 +100,10 @@ enum Report {
     Everything,
 }
 
+/// The value of a memory of reported failure counts ([`RouteHandle::outcome`]) that
+/// never reported a success.
+pub const NEVER_SEEN: u64 = u64::MAX;
+
 /// A worker's handle on a route: read the snapshot, report outcomes.
 #[derive(Clone)]
 pub struct RouteHandle {
@@ -110,18 +114,14 @@ pub struct RouteHandle {
 
 impl RouteHandle {
     /// Reports the outcome of one request to `addr`, when the policy needs it (never
-    /// blocks). `seen` is the caller's memory of the failure counts it last reported a
-    /// success against.
-    pub fn outcome(&self, addr: SocketAddr, success: bool, seen: &mut HashMap<SocketAddr, u64>) {
-        self.report(addr, success, |now| seen.insert(addr, now) != Some(now));
-    }
-
-    /// The same, for a request judged later than it was answered (a response stream
-    /// judged at its end), away from the worker's memory: `seen` is what that memory
-    /// held for `addr` when the request was answered. It is not updated, so the worker
-    /// may report one more success than needed after this one.
-    pub fn outcome_since(&self, addr: SocketAddr, success: bool, seen: Option<u64>) {
-        self.report(addr, success, |now| seen != Some(now));
+    /// blocks). `seen` is the caller's memory of the failure count it last reported a
+    /// success against for `addr` (start it at [`NEVER_SEEN`]); it is an atomic so that a
+    /// request judged after it was answered (a response stream judged at its end) can
+    /// keep the worker's memory from wherever its body ends.
+    pub fn outcome(&self, addr: SocketAddr, success: bool, seen: &AtomicU64) {
+        self.report(addr, success, |now| {
+            seen.swap(now, Ordering::Relaxed) != now
+        });
     }
 
     /// Reports an outcome when the policy needs it; `changed(count)` says whether a
