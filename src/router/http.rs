@@ -382,8 +382,8 @@ pub async fn handle(
 fn take_local_dtab(headers: &mut http::HeaderMap) -> Result<Dtab, ProxyError> {
     let local = naming::local_dtab(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
         .map_err(|e| ProxyError::new(ErrorKind::BadRequest, e.to_string()))?;
-    headers.remove(h::L5D_CTX_DTAB);
-    headers.remove(h::L5D_DTAB);
+    headers.remove(name::L5D_CTX_DTAB);
+    headers.remove(name::L5D_DTAB);
     Ok(local)
 }
 
@@ -427,11 +427,11 @@ async fn route(
     let inbound = deadline::parse(
         parts
             .headers
-            .get_all(h::L5D_CTX_DEADLINE)
+            .get_all(name::L5D_CTX_DEADLINE)
             .iter()
             .map(|v| v.as_bytes()),
     );
-    parts.headers.remove(h::L5D_CTX_DEADLINE);
+    parts.headers.remove(name::L5D_CTX_DEADLINE);
     let now = SystemTime::now();
     let deadline = Deadline::effective(inbound, now, service.policy.total_timeout);
     let inflight = service.stats.start();
@@ -558,6 +558,24 @@ impl AtEnd {
 /// trailers, and a `&str` name would be parsed each time.
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static(h::GRPC_STATUS);
 
+/// The `l5d-*` headers every request reads or sets, as pre-built names: a `&str` name
+/// is parsed (checked and lower-cased into a buffer) on every lookup, insert or
+/// removal. The names are `plexus_http::headers`'.
+mod name {
+    use http::HeaderName;
+    use plexus_http::headers as h;
+
+    pub(super) const L5D_DTAB: HeaderName = HeaderName::from_static(h::L5D_DTAB);
+    pub(super) const L5D_CTX_DTAB: HeaderName = HeaderName::from_static(h::L5D_CTX_DTAB);
+    pub(super) const L5D_CTX_DEADLINE: HeaderName = HeaderName::from_static(h::L5D_CTX_DEADLINE);
+    pub(super) const L5D_REQID: HeaderName = HeaderName::from_static(h::L5D_REQID);
+    pub(super) const L5D_DST_SERVICE: HeaderName = HeaderName::from_static(h::L5D_DST_SERVICE);
+    pub(super) const L5D_DST_CLIENT: HeaderName = HeaderName::from_static(h::L5D_DST_CLIENT);
+    pub(super) const L5D_DST_RESIDUAL: HeaderName = HeaderName::from_static(h::L5D_DST_RESIDUAL);
+    pub(super) const L5D_RETRYABLE: HeaderName = HeaderName::from_static(h::L5D_RETRYABLE);
+    pub(super) const L5D_SUCCESS_CLASS: HeaderName = HeaderName::from_static(h::L5D_SUCCESS_CLASS);
+}
+
 /// The `grpc-status` of a response head or trailers, if there is a readable one.
 fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
     headers
@@ -648,10 +666,10 @@ async fn dispatch(
     );
     // With tracing on, each attempt carries the trace id as its request id instead.
     if !router.telemetry.propagates()
-        && !parts.headers.contains_key(h::L5D_REQID)
+        && !parts.headers.contains_key(name::L5D_REQID)
         && let Ok(v) = HeaderValue::from_str(&choose::random_id())
     {
-        parts.headers.insert(h::L5D_REQID, v);
+        parts.headers.insert(name::L5D_REQID, v);
     }
     if let Some(spec) = &server.forwarded {
         add_forwarded(&mut parts.headers, spec, &worker.router.label, conn);
@@ -659,7 +677,7 @@ async fn dispatch(
     if let Some(d) = deadline
         && let Ok(v) = HeaderValue::from_str(&d.encode())
     {
-        parts.headers.insert(h::L5D_CTX_DEADLINE, v);
+        parts.headers.insert(name::L5D_CTX_DEADLINE, v);
     }
     h::append_via(&mut parts.headers);
 
@@ -679,7 +697,7 @@ async fn dispatch(
     let classify = |rsp: &Response<ProxyBody>, replayable: bool| {
         let l5d_retryable = rsp
             .headers()
-            .get(h::L5D_RETRYABLE)
+            .get(name::L5D_RETRYABLE)
             .is_some_and(|v| retry::classify::l5d_retryable(v.as_bytes()));
         // Only the gRPC classifiers read it: other responses skip the lookup.
         let grpc_status = if grpc {
@@ -791,7 +809,7 @@ async fn dispatch(
     h::append_via(rsp.headers_mut());
     // For a response judged at its end: the head's verdict (the header leaves first).
     rsp.headers_mut().insert(
-        h::L5D_SUCCESS_CLASS,
+        name::L5D_SUCCESS_CLASS,
         HeaderValue::from_static(retry::classify::success_class_header(class)),
     );
     Ok(Answer { rsp, class, at_end })
@@ -1203,18 +1221,18 @@ fn set_dst_headers(
     residual: &Path,
     local: &Dtab,
 ) {
-    headers.insert(h::L5D_DST_SERVICE, dst.clone());
-    headers.insert(h::L5D_DST_CLIENT, client.clone());
-    let mut set = |name: &'static str, value: String| {
+    headers.insert(name::L5D_DST_SERVICE, dst.clone());
+    headers.insert(name::L5D_DST_CLIENT, client.clone());
+    let mut set = |name: http::HeaderName, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(name, v);
         }
     };
     if !residual.is_empty() {
-        set(h::L5D_DST_RESIDUAL, residual.show());
+        set(name::L5D_DST_RESIDUAL, residual.show());
     }
     if let Some(ctx) = naming::ctx_dtab_value(local) {
-        set(h::L5D_CTX_DTAB, ctx);
+        set(name::L5D_CTX_DTAB, ctx);
     }
 }
 
