@@ -240,6 +240,10 @@ struct Backend {
 /// - `/flaky/<id>` reads the request to its end, answers the first attempt for an id
 ///   UNAVAILABLE (`grpc-status: 14`, trailers-only) and later ones `attempt=<n>
 ///   hash=<fnv of the body>` (`flaky-attempt <id>` each time);
+/// - `/stream-fail/<id>` and `/stream-ok/<id>` stream the gRPC messages `message 1` and
+///   `message 2`, then end with `grpc-status` 14 (UNAVAILABLE) or 0 in the trailers;
+///   `helloworld.Hello/StreamGreeting` does the same as the first with the greetings
+///   `greeting 1` and `greeting 2` (protobuf);
 /// - anything else answers `ok`.
 async fn backend() -> Backend {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -285,6 +289,18 @@ async fn serve(
         "count" => Ok(count(log, id, req.into_body()).await),
         "big" => Ok(big(id.parse().unwrap_or(0))),
         "forever" => Ok(forever(log, id)),
+        "stream-fail" => Ok(stream_then_status(
+            [grpc_message(b"message 1"), grpc_message(b"message 2")],
+            "14",
+        )),
+        "stream-ok" => Ok(stream_then_status(
+            [grpc_message(b"message 1"), grpc_message(b"message 2")],
+            "0",
+        )),
+        "helloworld.Hello" if id == "StreamGreeting" => Ok(stream_then_status(
+            [greeting("greeting 1"), greeting("greeting 2")],
+            "14",
+        )),
         "stall" | "helloworld.Hello" => {
             let timeout = req
                 .headers()
@@ -394,6 +410,39 @@ async fn flaky(log: Arc<Log>, id: String, body: Incoming) -> Response<Body> {
     }
     let hash = fnv(FNV_START, &body.to_bytes());
     Response::new(full(format!("attempt={attempt} hash={hash:x}")))
+}
+
+/// A `helloworld.GreetingResponse` with `message` (field 1, a short string), framed.
+fn greeting(message: &str) -> Bytes {
+    let mut encoded = vec![0x0a, u8::try_from(message.len()).expect("a short message")];
+    encoded.extend_from_slice(message.as_bytes());
+    grpc_message(&encoded)
+}
+
+/// A gRPC server stream: `messages`, then the status `code` in the trailers (a gRPC
+/// server's way to fail a call after it has sent messages).
+fn stream_then_status(messages: [Bytes; 2], code: &'static str) -> Response<Body> {
+    let (mut tx, body) = channel_body(4);
+    tokio::spawn(async move {
+        for message in messages {
+            if tx.send(Ok(Frame::data(message))).await.is_err() {
+                return;
+            }
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static(code));
+        if code != "0" {
+            trailers.insert(
+                "grpc-message",
+                HeaderValue::from_static("the backend is going away"),
+            );
+        }
+        let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+    });
+    Response::builder()
+        .header("content-type", "application/grpc")
+        .body(body)
+        .expect("response")
 }
 
 fn big(n: u64) -> Response<Body> {
@@ -1048,6 +1097,187 @@ async fn deadlines_end_calls_to_a_slow_backend_and_reset_them_upstream() {
         assert!(stderr.contains("Unavailable (14)"), "{stderr}");
         log.wait_n("stall-cancel Greeting", calls).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// gRPC statuses in the trailers
+// ---------------------------------------------------------------------------------------
+
+/// The sum of the Prometheus series `name` of router `rt` over its scopes (services or
+/// clients), restricted to those with `exception` (`None`: those without the label).
+fn prom_sum(text: &str, name: &str, rt: &str, exception: Option<&str>) -> f64 {
+    let mut sum = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some((metric, labels)) = series.split_once('{') else {
+            continue;
+        };
+        if metric != name {
+            continue;
+        }
+        let labels: std::collections::BTreeMap<&str, &str> = labels
+            .trim_end_matches('}')
+            .split("\",")
+            .filter_map(|kv| kv.split_once("=\""))
+            .map(|(k, v)| (k, v.trim_end_matches('"')))
+            .collect();
+        if labels.get("rt") == Some(&rt) && labels.get("exception").copied() == exception {
+            sum += value.parse::<f64>().expect("a number");
+        }
+    }
+    sum
+}
+
+/// Scrapes `admin` until `settled` holds for the Prometheus text (bounded), and returns
+/// the last text read.
+async fn scrape_until(admin: SocketAddr, settled: impl Fn(&str) -> bool) -> String {
+    let url = format!("http://{admin}/admin/metrics/prometheus");
+    let mut text = String::new();
+    let done = tokio::time::timeout(PATIENCE, async {
+        loop {
+            text = tokio::task::block_in_place(|| support::curl(&["-sS", &url]).body);
+            if settled(&text) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the metrics never settled:\n{text}");
+    text
+}
+
+/// A gRPC server stream ends with its status in the trailers, after its messages. The
+/// client gets the messages and then the status, unchanged. Each router on the way counts
+/// the call when its stream ends, as the gRPC classifier judges that status: UNAVAILABLE
+/// is a failure of the service and of the client, OK a success, and a client that goes
+/// away mid-stream a failure (`CancelledRequestException`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_statuses_in_the_trailers_are_counted_when_the_stream_ends() {
+    let backend = backend().await;
+    let log = backend.log.clone();
+    let mesh = Mesh::start("h2s-grpc-trailers", backend.addr, None);
+    let hello_client = tokio::task::block_in_place(|| example_bin("helloworld-client"));
+    for (hops, entry) in mesh.entries() {
+        let tag = hops.replace(' ', "-");
+        let mut client = connect(entry).await;
+        for (kind, code) in [("stream-fail", "14"), ("stream-ok", "0")] {
+            let path = format!("/{kind}/{tag}");
+            let rsp = send(&mut client, request("grpc", &path, full(""))).await;
+            assert_eq!(rsp.status(), StatusCode::OK, "{hops} {kind}");
+            // The head cannot tell yet: its verdict is the one sent.
+            assert!(!rsp.headers().contains_key("grpc-status"), "{hops} {kind}");
+            assert_eq!(rsp.headers()["l5d-success-class"], "1.0", "{hops} {kind}");
+            let mut body = rsp.into_body();
+            let mut buf = BytesMut::new();
+            for i in 1..=2 {
+                let message = within("a message", read_message(&mut body, &mut buf)).await;
+                assert_eq!(message, format!("message {i}").as_bytes(), "{hops} {kind}");
+            }
+            let rest = within("the trailers", body.collect())
+                .await
+                .expect("a clean end");
+            let trailers = rest.trailers().cloned().expect("trailers");
+            assert_eq!(trailers["grpc-status"], code, "{hops} {kind}");
+            if code == "14" {
+                assert_eq!(trailers["grpc-message"], "the backend is going away");
+            }
+            assert!(
+                buf.is_empty() && rest.to_bytes().is_empty(),
+                "{hops} {kind}"
+            );
+        }
+
+        // A real gRPC client (tonic) sees both greetings, then the status.
+        let out = tokio::task::block_in_place(|| {
+            Command::new(&hello_client)
+                .args(["-streaming", "-authority", "grpc"])
+                .arg(entry.to_string())
+                .output()
+                .expect("helloworld-client runs")
+        });
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{hops}: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            ["greeting 1", "greeting 2"],
+            "{hops}: {stderr}"
+        );
+        assert!(
+            stderr
+                .contains("failed after 2 greetings: Unavailable (14): the backend is going away"),
+            "{hops}: {stderr}"
+        );
+
+        // A client that goes away mid-stream.
+        let id = format!("cancel-{tag}");
+        let rsp = send(
+            &mut client,
+            request("grpc", &format!("/forever/{id}"), full("")),
+        )
+        .await;
+        let mut body = rsp.into_body();
+        within("a first frame", body.frame())
+            .await
+            .expect("a frame")
+            .expect("data");
+        drop(body);
+        log.wait(&format!("sender-error {id}")).await;
+    }
+
+    // Per router: its calls (`inner` saw both passes, `outer` the second) are all counted,
+    // each once, in `success` or `failures`: UNAVAILABLE twice (ours and tonic's) and the
+    // cancelled call fail; the OK stream succeeds.
+    let expected = [("inner", 8.0, 2.0), ("outer", 4.0, 1.0)];
+    let text = scrape_until(mesh.admin, |text| {
+        expected.iter().all(|(rt, requests, _)| {
+            ["service", "client"].iter().all(|scope| {
+                let n = |leaf: &str| prom_sum(text, &format!("rt:{scope}:{leaf}"), rt, None);
+                n("requests") == *requests && n("success") + n("failures") == *requests
+            })
+        })
+    })
+    .await;
+    for (rt, requests, passes) in expected {
+        for scope in ["service", "client"] {
+            let n = |leaf: &str, exception: Option<&str>| {
+                prom_sum(&text, &format!("rt:{scope}:{leaf}"), rt, exception)
+            };
+            let what = format!("{rt} {scope}s:\n{text}");
+            assert_eq!(n("success", None), passes, "{what}");
+            assert_eq!(n("failures", None), 3.0 * passes, "{what}");
+            assert_eq!(
+                n("failures", Some("CancelledRequestException")),
+                passes,
+                "{what}"
+            );
+            assert_eq!(n("pending", None), 0.0, "{what}");
+            assert_eq!(n("status:200", None), requests, "{what}");
+        }
+    }
+
+    // Failure accrual hears the same verdict: five calls in a row failing in their
+    // trailers eject the endpoint (`io.l5d.consecutiveFailures`, the default).
+    let mut client = connect(mesh.inner).await;
+    for i in 0..5 {
+        let rsp = send(
+            &mut client,
+            request("grpc", &format!("/stream-fail/accrual-{i}"), full("")),
+        )
+        .await;
+        let rest = within("the stream", rsp.into_body().collect())
+            .await
+            .expect("a clean end");
+        assert_eq!(rest.trailers().expect("trailers")["grpc-status"], "14");
+    }
+    scrape_until(mesh.admin, |text| {
+        prom_sum(text, "rt:client:failure_accrual:removals", "inner", None) >= 1.0
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------

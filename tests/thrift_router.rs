@@ -482,17 +482,19 @@ fn a_call_the_outgoing_side_gives_up_on_is_discarded_at_the_peer() {
     let app = backend("127.0.0.1", "app", true);
     let incoming = node("thrift-discard-in", "127.0.2.1", "incoming", &to(&app), "");
     let keys = format!(
-        "  dtab: /svc => /$/inet/{}/{}\n  service:\n    totalTimeoutMs: 100\n  \
-         client:\n    peerUpgrades: [mux]\n",
+        "  dtab: /svc => /$/inet/{}/{}\n  \
+         client:\n    peerUpgrades: [mux]\n    requestAttemptTimeoutMs: 100\n",
         incoming.router.ip(),
         incoming.router.port()
     );
     let outgoing = node("thrift-discard-out", "127.0.1.1", "outgoing", &keys, "");
     let mut client = Client::connect(outgoing.router, true);
     assert_eq!(reply_text(&client.call("echo", 1)), "app");
-    // `slow` takes 300 ms: the outgoing router times out at 100 ms, answers the app with
-    // an exception, and discards the call on the Mux session; the incoming router stops
-    // working on it (counted as cancelled) instead of finishing it for nobody.
+    // `slow` takes 300 ms: the outgoing router gives up the attempt at 100 ms (an attempt
+    // timeout, which unlike a total timeout does not travel as the call's deadline),
+    // answers the app with an exception, and discards the call on the Mux session; the
+    // incoming router stops working on it (counted as cancelled) instead of finishing it
+    // for nobody.
     let reply = client.call("slow", 2);
     assert_eq!(reply.header().kind, MessageKind::Exception);
     let cancelled = format!(

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -26,17 +27,21 @@ use super::binding::{BindingCache, no_hosts};
 use super::client::{self, BoxError, ProxyBody, SendError};
 use super::error::{ErrorKind, ProxyError};
 use super::policy::ServicePolicy;
+use super::retry::StreamEnd;
 use super::retry::policy::DEFAULT_RETRY_BUFFER_BYTES;
 use super::retry::policy::requeue_limit;
 use super::retry::{
     self, AttemptError, BackoffConfig, Deadline, Decision, Exchange, GiveUpReason,
     Outcome as RetryOutcome, RetryBudget, RetryState, deadline,
 };
-use super::route::RouteHandle;
-use super::stats::{InFlight, Scope, ScopeStats};
+use super::route::{NEVER_SEEN, RouteHandle};
+use super::stats::{CANCELLED, Deferred, InFlight, Scope, ScopeStats};
 use super::{Router, ServerSpec, choose, identify};
 use crate::naming::{self, Addr, Bound, Dtab, NameTree, Path};
 use crate::telemetry::{AttemptOutcome, Observation};
+
+mod stream_end;
+use stream_end::{End, OnEnd};
 
 /// A router as one worker thread sees it: the shared configuration plus this worker's
 /// binding cache and metric handles.
@@ -54,14 +59,14 @@ pub struct Worker {
 pub struct ServiceEntry {
     pub(super) stats: Rc<ScopeStats>,
     /// `l5d-dst-service`, ready to send.
-    pub(super) dst_header: HeaderValue,
+    dst_header: HeaderValue,
     pub(super) policy: ServicePolicy,
     pub(super) budget: RefCell<RetryBudget>,
     pub(super) retries_total: metrics::Counter,
     pub(super) retries_per_request: metrics::Histogram,
     pub(super) budget_exhausted: metrics::Counter,
-    pub(super) budget_balance: metrics::Gauge,
-    pub(super) used: Cell<Instant>,
+    budget_balance: metrics::Gauge,
+    used: Cell<Instant>,
 }
 
 /// One client as a worker sees it: its stats, its balancer over the client's endpoints,
@@ -69,29 +74,102 @@ pub struct ServiceEntry {
 pub struct ClientEntry {
     pub(super) stats: Rc<ScopeStats>,
     /// `l5d-dst-client`, ready to send.
-    pub(super) id_header: HeaderValue,
-    pub(super) balancer: RefCell<Balancer>,
-    pub(super) endpoints: RefCell<Vec<(SocketAddr, f64)>>,
-    pub(super) route: RouteHandle,
-    pub(super) requeue_budget: RefCell<RetryBudget>,
-    pub(super) requeues: metrics::Counter,
+    id_header: HeaderValue,
+    balancer: RefCell<Balancer>,
+    endpoints: RefCell<Vec<(SocketAddr, f64)>>,
+    /// Shared with the responses judged at the end of their streams.
+    route: Arc<RouteHandle>,
+    requeue_budget: RefCell<RetryBudget>,
+    requeues: metrics::Counter,
     pub(super) attempt_timeout: Option<Duration>,
     /// May carry HTTP/1.1 over HTTP/2 to Plexus peers (`peerUpgrades: [h2]`).
-    pub(super) upgrade_h2: bool,
+    upgrade_h2: bool,
     /// Uses its TLS only with peers that accept it (`peerUpgrades: [tls]`).
-    pub(super) negotiate_tls: bool,
+    negotiate_tls: bool,
     /// The client's TLS (`tls:`), if any.
     pub(super) tls: Option<super::policy::ClientTlsTarget>,
     /// How Thrift routers talk to the endpoints (unused by HTTP routers).
     pub(super) thrift: super::route::ThriftClient,
-    /// Failure counts this worker last reported a success against, per endpoint.
-    pub(super) reported: RefCell<HashMap<SocketAddr, u64>>,
-    pub(super) used: Cell<Instant>,
+    /// Failure counts this worker last reported a success against, per endpoint
+    /// (shared with the responses judged at the end of their streams).
+    reported: RefCell<HashMap<SocketAddr, Arc<AtomicU64>>>,
+    used: Cell<Instant>,
 }
 
 impl ClientEntry {
+    /// Starts the client stack for one request: brings the endpoints up to date and
+    /// gives the request its requeue state (its share of the requeue budget).
+    pub(super) fn begin(&self, addr: &Addr) -> RetryState {
+        let now = Instant::now();
+        self.sync(addr, now);
+        let limit = requeue_limit(self.requeue_budget.borrow().balance(now));
+        self.requeue_budget.borrow_mut().deposit(now);
+        RetryState::new(BackoffConfig::default(), limit)
+    }
+
+    /// Picks an endpoint for one attempt with the client's balancer, avoiding ejected
+    /// endpoints (an ejected one whose probe is open makes this attempt the probe); the
+    /// attempt counts as outstanding until [`Outstanding::end`]. `None`: nothing can
+    /// take it.
+    pub(super) fn pick(&self) -> Option<(SocketAddr, Outstanding<'_>)> {
+        let now = Instant::now();
+        let ejected = self.route.shared.ejected.load();
+        let endpoint = self
+            .balancer
+            .borrow_mut()
+            .pick(now, &mut choose::uniform, |a| ejected.is_available(a, now))?;
+        if ejected.get(endpoint).is_some() {
+            ejected.try_acquire(endpoint, now);
+        }
+        let pending = Outstanding {
+            client: self,
+            pending: Some(self.balancer.borrow_mut().start(endpoint, now)),
+        };
+        Some((endpoint, pending))
+    }
+
+    /// Whether an attempt that never reached `endpoint` is sent again (a requeue),
+    /// within the request's limit and the client's requeue budget.
+    pub(super) fn requeue(
+        &self,
+        state: &mut RetryState,
+        endpoint: SocketAddr,
+        error: &ProxyError,
+    ) -> bool {
+        let decision = state.requeue(
+            AttemptError::ConnectFailed,
+            None,
+            &mut self.requeue_budget.borrow_mut(),
+            Instant::now(),
+        );
+        if decision != Decision::Requeue {
+            return false;
+        }
+        tracing::debug!(%endpoint, error = %error, "requeued a request that never reached its endpoint");
+        self.requeues.increment(1);
+        true
+    }
+
+    /// Reports an outcome of `endpoint` to its circuit breaker.
+    pub(super) fn outcome(&self, endpoint: SocketAddr, success: bool) {
+        let mut reported = self.reported.borrow_mut();
+        let seen = reported
+            .entry(endpoint)
+            .or_insert_with(|| Arc::new(AtomicU64::new(NEVER_SEEN)));
+        self.route.outcome(endpoint, success, seen);
+    }
+
+    /// This worker's memory of what it reported about `endpoint`, to report later.
+    fn seen(&self, endpoint: SocketAddr) -> Arc<AtomicU64> {
+        self.reported
+            .borrow_mut()
+            .entry(endpoint)
+            .or_insert_with(|| Arc::new(AtomicU64::new(NEVER_SEEN)))
+            .clone()
+    }
+
     /// Brings the balancer and the route up to date with the bound endpoints.
-    pub(super) fn sync(&self, addr: &Addr, now: Instant) {
+    fn sync(&self, addr: &Addr, now: Instant) {
         let fresh: &[crate::naming::Address] = match addr {
             Addr::Bound(a) => a,
             _ => &[],
@@ -205,7 +283,7 @@ impl Worker {
             )),
             balancer: RefCell::new(Balancer::new(policy.balancer.clone())),
             endpoints: RefCell::default(),
-            route: router.routes.get_or_start(&router.label, id, &policy),
+            route: Arc::new(router.routes.get_or_start(&router.label, id, &policy)),
             requeue_budget: RefCell::new(
                 RetryBudget::new(ttl, router.reserve_share(min), pct).unwrap_or_default(),
             ),
@@ -276,7 +354,7 @@ fn grpc_error(rsp: &mut Response<ProxyBody>, e: &ProxyError) {
     const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
     let message = percent_encoding::utf8_percent_encode(&e.message, RESERVED).to_string();
     let headers = rsp.headers_mut();
-    headers.insert(h::GRPC_STATUS, HeaderValue::from_static(code));
+    headers.insert(GRPC_STATUS, HeaderValue::from_static(code));
     if let Ok(v) = HeaderValue::from_str(&message) {
         headers.insert("grpc-message", v);
     }
@@ -360,8 +438,8 @@ pub async fn handle(
 fn take_local_dtab(headers: &mut http::HeaderMap) -> Result<Dtab, ProxyError> {
     let local = naming::local_dtab(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
         .map_err(|e| ProxyError::new(ErrorKind::BadRequest, e.to_string()))?;
-    headers.remove(h::L5D_CTX_DTAB);
-    headers.remove(h::L5D_DTAB);
+    headers.remove(name::L5D_CTX_DTAB);
+    headers.remove(name::L5D_DTAB);
     Ok(local)
 }
 
@@ -405,15 +483,15 @@ async fn route(
     let inbound = deadline::parse(
         parts
             .headers
-            .get_all(h::L5D_CTX_DEADLINE)
+            .get_all(name::L5D_CTX_DEADLINE)
             .iter()
             .map(|v| v.as_bytes()),
     );
-    parts.headers.remove(h::L5D_CTX_DEADLINE);
+    parts.headers.remove(name::L5D_CTX_DEADLINE);
     let now = SystemTime::now();
     let deadline = Deadline::effective(inbound, now, service.policy.total_timeout);
     let inflight = service.stats.start();
-    let result = match deadline.map(|d| d.remaining(now)) {
+    let answer = match deadline.map(|d| d.remaining(now)) {
         None => {
             dispatch(
                 worker, server, conn, obs, &service, &dst, &local, None, parts, body,
@@ -440,18 +518,126 @@ async fn route(
             }
         }
     };
-    service_finish(inflight, &result);
     service
         .budget_balance
         .set(service.budget.borrow().balance(Instant::now()) as f64);
-    result
+    service_finish(inflight, service.policy.classifier, answer)
 }
 
-fn service_finish(inflight: InFlight<'_>, result: &Result<Response<ProxyBody>, ProxyError>) {
-    match result {
-        Ok(rsp) => inflight.finish(Some(rsp.status().as_u16()), None),
-        Err(e) => inflight.finish(None, Some(e.metric_label())),
+/// Counts the request in the service's stats, as the classifier judged its response;
+/// a response judged at the end of its stream is counted then, with its client's share.
+fn service_finish(
+    inflight: InFlight<'_>,
+    classifier: retry::Classifier,
+    answer: Result<Answer, ProxyError>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    match answer {
+        Ok(Answer {
+            rsp,
+            at_end: Some(client),
+            ..
+        }) => {
+            let judge = AtEnd {
+                classifier,
+                service: inflight.defer(rsp.status().as_u16()),
+                client,
+            };
+            Ok(rsp.map(|body| OnEnd::new(body, move |end| judge.settle(end)).boxed_unsync()))
+        }
+        Ok(Answer { rsp, class, .. }) => {
+            inflight.finish_classified(rsp.status().as_u16(), class.is_success());
+            Ok(rsp)
+        }
+        Err(e) => {
+            inflight.finish(None, Some(e.metric_label()));
+            Err(e)
+        }
     }
+}
+
+/// A response as the service stack answers it: its class, judged on its head, and
+/// what is left to count when its stream ends if its classifier must see that end.
+struct Answer {
+    rsp: Response<ProxyBody>,
+    class: retry::ResponseClass,
+    at_end: Option<ClientEnd>,
+}
+
+/// The failure kind of a stream the endpoint failed after its head (as an
+/// [`ErrorKind::Upstream`] error is counted).
+const STREAM_FAILED: &str = "UpstreamFailure";
+
+/// What the client stack left to count of a response judged at the end of its stream:
+/// the client's stats and the endpoint's failure accrual. (Its balancer and its trace
+/// span took the head's verdict: they live on the worker, the body may end anywhere.)
+struct ClientEnd {
+    stats: Deferred,
+    route: Arc<RouteHandle>,
+    endpoint: SocketAddr,
+    /// The worker's memory of the failure count it last reported a success against.
+    seen: Arc<AtomicU64>,
+}
+
+/// The final judgement of a response stream: made once, when it ends.
+struct AtEnd {
+    classifier: retry::Classifier,
+    service: Deferred,
+    client: ClientEnd,
+}
+
+impl AtEnd {
+    fn settle(self, end: End<'_>) {
+        let (end, kind) = match end {
+            End::Trailers(trailers) => (StreamEnd::Trailers(grpc_status(trailers)), None),
+            End::Eos => (StreamEnd::NoTrailers, None),
+            End::Failed => (StreamEnd::Failed, Some(STREAM_FAILED)),
+            End::Dropped => (StreamEnd::Cancelled, Some(CANCELLED)),
+        };
+        let success = self.classifier.classify_end(end).is_success();
+        // A client that went away says nothing about the endpoint (as for a request
+        // cancelled before its answer).
+        if end != StreamEnd::Cancelled {
+            let ClientEnd {
+                route,
+                endpoint,
+                seen,
+                ..
+            } = &self.client;
+            route.outcome(*endpoint, success, seen);
+        }
+        self.client.stats.finish(success, kind);
+        self.service.finish(success, kind);
+    }
+}
+
+/// `grpc-status`, pre-built: it is looked up in every gRPC response's head and
+/// trailers, and a `&str` name would be parsed each time.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static(h::GRPC_STATUS);
+
+/// The `l5d-*` headers every request reads or sets, as pre-built names: a `&str` name
+/// is parsed (checked and lower-cased into a buffer) on every lookup, insert or
+/// removal. The names are `plexus_http::headers`'.
+mod name {
+    use http::HeaderName;
+    use plexus_http::headers as h;
+
+    pub(super) const L5D_DTAB: HeaderName = HeaderName::from_static(h::L5D_DTAB);
+    pub(super) const L5D_CTX_DTAB: HeaderName = HeaderName::from_static(h::L5D_CTX_DTAB);
+    pub(super) const L5D_CTX_DEADLINE: HeaderName = HeaderName::from_static(h::L5D_CTX_DEADLINE);
+    pub(super) const L5D_REQID: HeaderName = HeaderName::from_static(h::L5D_REQID);
+    pub(super) const L5D_DST_SERVICE: HeaderName = HeaderName::from_static(h::L5D_DST_SERVICE);
+    pub(super) const L5D_DST_CLIENT: HeaderName = HeaderName::from_static(h::L5D_DST_CLIENT);
+    pub(super) const L5D_DST_RESIDUAL: HeaderName = HeaderName::from_static(h::L5D_DST_RESIDUAL);
+    pub(super) const L5D_RETRYABLE: HeaderName = HeaderName::from_static(h::L5D_RETRYABLE);
+    pub(super) const L5D_SUCCESS_CLASS: HeaderName = HeaderName::from_static(h::L5D_SUCCESS_CLASS);
+}
+
+/// The `grpc-status` of a response head or trailers, if there is a readable one.
+fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
+    headers
+        .get(GRPC_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Binds the name, waiting (within the binding timeout) while discovery is pending.
@@ -496,7 +682,7 @@ async fn dispatch(
     deadline: Option<Deadline>,
     mut parts: http::request::Parts,
     body: Incoming,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Answer, ProxyError> {
     let router = &worker.router;
     let tree = bind(worker, local, dst).await?;
     let none = || no_hosts(dst, &router.base_dtab, local);
@@ -536,10 +722,10 @@ async fn dispatch(
     );
     // With tracing on, each attempt carries the trace id as its request id instead.
     if !router.telemetry.propagates()
-        && !parts.headers.contains_key(h::L5D_REQID)
+        && !parts.headers.contains_key(name::L5D_REQID)
         && let Ok(v) = HeaderValue::from_str(&choose::random_id())
     {
-        parts.headers.insert(h::L5D_REQID, v);
+        parts.headers.insert(name::L5D_REQID, v);
     }
     if let Some(spec) = &server.forwarded {
         add_forwarded(&mut parts.headers, spec, &worker.router.label, conn);
@@ -547,7 +733,7 @@ async fn dispatch(
     if let Some(d) = deadline
         && let Ok(v) = HeaderValue::from_str(&d.encode())
     {
-        parts.headers.insert(h::L5D_CTX_DEADLINE, v);
+        parts.headers.insert(name::L5D_CTX_DEADLINE, v);
     }
     h::append_via(&mut parts.headers);
 
@@ -563,16 +749,18 @@ async fn dispatch(
         Replay::buffer(body, &parts.headers, h2).await?
     };
     let method = parts.method.clone();
+    let grpc = classifier.judges_stream_end();
     let classify = |rsp: &Response<ProxyBody>, replayable: bool| {
         let l5d_retryable = rsp
             .headers()
-            .get(h::L5D_RETRYABLE)
+            .get(name::L5D_RETRYABLE)
             .is_some_and(|v| retry::classify::l5d_retryable(v.as_bytes()));
-        let grpc_status = rsp
-            .headers()
-            .get(h::GRPC_STATUS)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
+        // Only the gRPC classifiers read it: other responses skip the lookup.
+        let grpc_status = if grpc {
+            grpc_status(rsp.headers())
+        } else {
+            None
+        };
         classifier.classify(&Exchange {
             method: &method,
             outcome: RetryOutcome::Status(rsp.status()),
@@ -607,13 +795,24 @@ async fn dispatch(
         };
         let attempt = Request::from_parts(head, body);
         let result = forward(worker, obs, &client, &bound.addr, attempt, none, &|r| {
-            classify(r, false).is_success()
+            let success = classify(r, false).is_success();
+            // A gRPC call whose status is still to come, after its messages: only
+            // the end of its stream can tell (see `AtEnd`).
+            if success
+                && grpc
+                && r.status() == StatusCode::OK
+                && !r.headers().contains_key(GRPC_STATUS)
+            {
+                Verdict::AtEnd
+            } else {
+                Verdict::Now(success)
+            }
         })
         .await;
         // Known only now for a body kept while it streamed: whether all of it was kept.
         let replayable = replay.replayable();
         let class = match &result {
-            Ok(rsp) => classify(rsp, replayable),
+            Ok((rsp, _)) => classify(rsp, replayable),
             Err(e) => classifier.classify(&Exchange {
                 method: &method,
                 outcome: RetryOutcome::Error(attempt_error(e)),
@@ -652,7 +851,7 @@ async fn dispatch(
     service
         .retries_per_request
         .record(f64::from(state.retries()));
-    let (mut rsp, class) = result?;
+    let ((mut rsp, at_end), class) = result?;
 
     let switching = rsp.status() == StatusCode::SWITCHING_PROTOCOLS;
     h::strip_hop_by_hop(rsp.headers_mut(), switching);
@@ -664,11 +863,21 @@ async fn dispatch(
         splice_upgrade(inbound_upgrade, hyper::upgrade::on(&mut rsp));
     }
     h::append_via(rsp.headers_mut());
+    // For a response judged at its end: the head's verdict (the header leaves first).
     rsp.headers_mut().insert(
-        h::L5D_SUCCESS_CLASS,
+        name::L5D_SUCCESS_CLASS,
         HeaderValue::from_static(retry::classify::success_class_header(class)),
     );
-    Ok(rsp)
+    Ok(Answer { rsp, class, at_end })
+}
+
+/// What a response's head says about its attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Success (`true`) or failure, final.
+    Now(bool),
+    /// A success so far; the end of the stream decides.
+    AtEnd,
 }
 
 /// What kind of failure a routing error is, for the classifier.
@@ -863,31 +1072,13 @@ async fn forward(
     addr: &Addr,
     req: Request<ProxyBody>,
     no_hosts: impl Fn() -> ProxyError,
-    is_success: &dyn Fn(&Response<ProxyBody>) -> bool,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let now = Instant::now();
-    client.sync(addr, now);
-    let limit = requeue_limit(client.requeue_budget.borrow().balance(now));
-    let mut state = RetryState::new(BackoffConfig::default(), limit);
-    client.requeue_budget.borrow_mut().deposit(now);
+    judge: &dyn Fn(&Response<ProxyBody>) -> Verdict,
+) -> Result<(Response<ProxyBody>, Option<ClientEnd>), ProxyError> {
+    let mut state = client.begin(addr);
     let mut req = req;
     loop {
-        let now = Instant::now();
-        let ejected = client.route.shared.ejected.load();
-        let Some(endpoint) = client
-            .balancer
-            .borrow_mut()
-            .pick(now, &mut choose::uniform, |a| ejected.is_available(a, now))
-        else {
+        let Some((endpoint, pending)) = client.pick() else {
             return Err(no_hosts());
-        };
-        if ejected.get(endpoint).is_some() {
-            // An ejected endpoint whose probe is open: this request is the probe.
-            ejected.try_acquire(endpoint, now);
-        }
-        let pending = Outstanding {
-            client,
-            pending: Some(client.balancer.borrow_mut().start(endpoint, now)),
         };
         let inflight = client.stats.start();
         let attempt = obs.attempt(endpoint, req.headers_mut());
@@ -917,44 +1108,40 @@ async fn forward(
         };
         match sent {
             Ok(rsp) => {
-                let success = is_success(&rsp);
+                let status = rsp.status().as_u16();
+                let verdict = judge(&rsp);
+                let success = verdict != Verdict::Now(false);
                 let outcome = if success {
                     BalanceOutcome::SUCCESS
                 } else {
                     BalanceOutcome::FAILURE
                 };
                 pending.end(outcome);
-                client
-                    .route
-                    .outcome(endpoint, success, &mut client.reported.borrow_mut());
-                inflight.finish_classified(rsp.status().as_u16(), success);
-                attempt.finish(AttemptOutcome::Response {
-                    status: rsp.status().as_u16(),
-                    success,
-                });
-                return Ok(rsp);
+                attempt.finish(AttemptOutcome::Response { status, success });
+                if verdict == Verdict::AtEnd {
+                    let at_end = ClientEnd {
+                        stats: inflight.defer(status),
+                        route: client.route.clone(),
+                        endpoint,
+                        seen: client.seen(endpoint),
+                    };
+                    return Ok((rsp, Some(at_end)));
+                }
+                client.outcome(endpoint, success);
+                inflight.finish_classified(status, success);
+                return Ok((rsp, None));
             }
             Err(SendError { error, unsent }) => {
                 pending.end(BalanceOutcome::FAILURE);
-                client
-                    .route
-                    .outcome(endpoint, false, &mut client.reported.borrow_mut());
+                client.outcome(endpoint, false);
                 inflight.finish(None, Some(error.metric_label()));
                 attempt.finish(AttemptOutcome::Failed(&error));
                 let Some(unsent) = unsent else {
                     return Err(error);
                 };
-                let decision = state.requeue(
-                    AttemptError::ConnectFailed,
-                    None,
-                    &mut client.requeue_budget.borrow_mut(),
-                    Instant::now(),
-                );
-                if decision != Decision::Requeue {
+                if !client.requeue(&mut state, endpoint, &error) {
                     return Err(error);
                 }
-                tracing::debug!(%endpoint, error = %error, "requeued a request that never reached its endpoint");
-                client.requeues.increment(1);
                 req = *unsent;
             }
         }
@@ -964,8 +1151,8 @@ async fn forward(
 /// A request counted in flight by a client's balancer until it ends, or until its
 /// future is dropped (the client went away), which ends it as a failure.
 pub(super) struct Outstanding<'a> {
-    pub(super) client: &'a ClientEntry,
-    pub(super) pending: Option<Pending>,
+    client: &'a ClientEntry,
+    pending: Option<Pending>,
 }
 
 impl Outstanding<'_> {
@@ -1064,17 +1251,28 @@ fn set_dst_headers(
     residual: &Path,
     local: &Dtab,
 ) {
-    headers.insert(h::L5D_DST_SERVICE, dst.clone());
-    headers.insert(h::L5D_DST_CLIENT, client.clone());
-    let mut set = |name: &'static str, value: String| {
+    headers.insert(name::L5D_DST_SERVICE, dst.clone());
+    headers.insert(name::L5D_DST_CLIENT, client.clone());
+    let mut set = |name: http::HeaderName, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(name, v);
         }
     };
     if !residual.is_empty() {
-        set(h::L5D_DST_RESIDUAL, residual.show());
+        set(name::L5D_DST_RESIDUAL, residual.show());
     }
     if let Some(ctx) = naming::ctx_dtab_value(local) {
-        set(h::L5D_CTX_DTAB, ctx);
+        set(name::L5D_CTX_DTAB, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_stream_counts_as_an_upstream_failure() {
+        let e = ProxyError::new(ErrorKind::Upstream, "reset");
+        assert_eq!(STREAM_FAILED, e.metric_label());
     }
 }

@@ -8,7 +8,7 @@
 //! a supervisor on the main arbiter; a restart starts its circuit breakers afresh without
 //! touching any other client.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,6 +123,10 @@ enum Report {
     Everything,
 }
 
+/// The value of a memory of reported failure counts ([`RouteHandle::outcome`]) that
+/// never reported a success.
+pub const NEVER_SEEN: u64 = u64::MAX;
+
 /// A worker's handle on a route: read the snapshot, report outcomes.
 #[derive(Clone)]
 pub struct RouteHandle {
@@ -133,9 +137,19 @@ pub struct RouteHandle {
 
 impl RouteHandle {
     /// Reports the outcome of one request to `addr`, when the policy needs it (never
-    /// blocks). `seen` is the caller's memory of the failure counts it last reported a
-    /// success against.
-    pub fn outcome(&self, addr: SocketAddr, success: bool, seen: &mut HashMap<SocketAddr, u64>) {
+    /// blocks). `seen` is the caller's memory of the failure count it last reported a
+    /// success against for `addr` (start it at [`NEVER_SEEN`]); it is an atomic so that a
+    /// request judged after it was answered (a response stream judged at its end) can
+    /// keep the worker's memory from wherever its body ends.
+    pub fn outcome(&self, addr: SocketAddr, success: bool, seen: &AtomicU64) {
+        self.report(addr, success, |now| {
+            seen.swap(now, Ordering::Relaxed) != now
+        });
+    }
+
+    /// Reports an outcome when the policy needs it; `changed(count)` says whether a
+    /// success is news given the endpoint's failure count now.
+    fn report(&self, addr: SocketAddr, success: bool, changed: impl FnOnce(u64) -> bool) {
         let Some(actor) = &self.actor else { return };
         let send = match self.shared.report {
             Report::Nothing => false,
@@ -146,8 +160,7 @@ impl RouteHandle {
                     return;
                 };
                 if success {
-                    let now = count.load(Ordering::Acquire);
-                    seen.insert(addr, now) != Some(now)
+                    changed(count.load(Ordering::Acquire))
                 } else {
                     count.fetch_add(1, Ordering::AcqRel);
                     true

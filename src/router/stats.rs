@@ -4,6 +4,10 @@
 //! is a few atomic adds: no lock, no allocation. Names follow Linkerd: `requests`,
 //! `success`, `failures` (with the failure's kind), `status/<code>` and `status/<N>XX`,
 //! `request_latency_ms`, `pending`, and `connections` for servers.
+//!
+//! A request counts in `requests` when it starts, and in `success` or `failures` (leaving
+//! `pending`) when it ends; latency and status are taken when it is answered. For a
+//! response judged at the end of its stream ([`InFlight::defer`]) those are two moments.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -92,14 +96,53 @@ impl Activity {
 pub struct ScopeStats {
     scope: Scope,
     last_used: Option<(Arc<AtomicU64>, Instant)>,
-    labels: [(String, String); 2],
     requests: Counter,
+    latency: Histogram,
+    by_status: RefCell<HashMap<u16, (Counter, Counter)>>,
+    /// What a request's end counts, shared with the [`Deferred`] ends of streams.
+    ends: Arc<Ends>,
+}
+
+/// The counters a request's end touches: kept apart (and `Send`) so that a response
+/// body judged at the end of its stream, which may be dropped anywhere, can count it.
+struct Ends {
+    scope: Scope,
+    labels: [(String, String); 2],
     success: Counter,
     failures: Counter,
-    latency: Histogram,
     pending: Gauge,
-    by_status: RefCell<HashMap<u16, (Counter, Counter)>>,
-    by_failure: RefCell<HashMap<&'static str, Counter>>,
+    /// Registered on a failure of that kind first (failures only: the lock is never
+    /// taken for a success).
+    by_failure: Mutex<HashMap<&'static str, Counter>>,
+}
+
+impl Ends {
+    fn end(&self, success: bool, failure: Option<&'static str>) {
+        self.pending.decrement(1.0);
+        if success {
+            self.success.increment(1);
+        } else {
+            self.failures.increment(1);
+            if let Some(kind) = failure {
+                self.failure(kind).increment(1);
+            }
+        }
+    }
+
+    fn failure(&self, kind: &'static str) -> Counter {
+        let mut by_failure = self
+            .by_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_failure
+            .entry(kind)
+            .or_insert_with(|| {
+                let mut labels: Vec<(String, String)> = self.labels.to_vec();
+                labels.push(("exception".to_string(), kind.to_string()));
+                counter!(format!("rt:{}:failures", self.scope.key()), &labels)
+            })
+            .clone()
+    }
 }
 
 macro_rules! scoped {
@@ -128,15 +171,18 @@ impl ScopeStats {
         ];
         ScopeStats {
             requests: scoped!(counter, scope, "requests", &labels),
-            success: scoped!(counter, scope, "success", &labels),
-            failures: scoped!(counter, scope, "failures", &labels),
             latency: scoped!(histogram, scope, "request_latency_ms", &labels),
-            pending: scoped!(gauge, scope, "pending", &labels),
+            ends: Arc::new(Ends {
+                success: scoped!(counter, scope, "success", &labels),
+                failures: scoped!(counter, scope, "failures", &labels),
+                pending: scoped!(gauge, scope, "pending", &labels),
+                scope,
+                labels,
+                by_failure: Mutex::default(),
+            }),
             scope,
             last_used,
-            labels,
             by_status: RefCell::new(HashMap::new()),
-            by_failure: RefCell::new(HashMap::new()),
         }
     }
 
@@ -144,7 +190,7 @@ impl ScopeStats {
     /// because the client went away, counted as cancelled) through the guard.
     pub fn start(&self) -> InFlight<'_> {
         self.requests.increment(1);
-        self.pending.increment(1.0);
+        self.ends.pending.increment(1.0);
         let now = Instant::now();
         if let Some((last, origin)) = &self.last_used {
             last.store(
@@ -166,17 +212,14 @@ impl ScopeStats {
         success: bool,
         failure: Option<&'static str>,
     ) {
-        self.pending.decrement(1.0);
+        self.answered(started, status);
+        self.ends.end(success, failure);
+    }
+
+    /// The latency and status of a request answered (or failed) now.
+    fn answered(&self, started: Instant, status: Option<u16>) {
         self.latency
             .record(started.elapsed().as_secs_f64() * 1000.0);
-        if success {
-            self.success.increment(1);
-        } else {
-            self.failures.increment(1);
-            if let Some(kind) = failure {
-                self.failure(kind).increment(1);
-            }
-        }
         if let Some(code) = status {
             let (exact, class) = self.status(code);
             exact.increment(1);
@@ -191,20 +234,8 @@ impl ScopeStats {
             .or_insert_with(|| {
                 let exact = format!("rt:{}:status:{code}", self.scope.key());
                 let class = format!("rt:{}:status:{}XX", self.scope.key(), code / 100);
-                let labels: Vec<(String, String)> = self.labels.to_vec();
+                let labels: Vec<(String, String)> = self.ends.labels.to_vec();
                 (counter!(exact, &labels), counter!(class, &labels))
-            })
-            .clone()
-    }
-
-    fn failure(&self, kind: &'static str) -> Counter {
-        self.by_failure
-            .borrow_mut()
-            .entry(kind)
-            .or_insert_with(|| {
-                let mut labels: Vec<(String, String)> = self.labels.to_vec();
-                labels.push(("exception".to_string(), kind.to_string()));
-                counter!(format!("rt:{}:failures", self.scope.key()), &labels)
             })
             .clone()
     }
@@ -237,13 +268,51 @@ impl InFlight<'_> {
         self.done = true;
         self.stats.end(self.started, Some(status), success, None);
     }
+
+    /// Answered with `status`, whose success is known only when the response stream
+    /// ends: the latency and the status count now, success or failure (and the end of
+    /// `pending`) when the returned [`Deferred`] is finished or dropped. Until then the
+    /// request is in neither `success` nor `failures`: `requests` = `success` +
+    /// `failures` + `pending` holds at every moment.
+    pub fn defer(mut self, status: u16) -> Deferred {
+        self.done = true;
+        self.stats.answered(self.started, Some(status));
+        Deferred {
+            ends: Some(self.stats.ends.clone()),
+        }
+    }
 }
+
+/// The end of a request whose response is still streaming; see [`InFlight::defer`].
+/// Dropped unfinished, it counts as a failure of kind `CancelledRequestException`.
+pub struct Deferred {
+    ends: Option<Arc<Ends>>,
+}
+
+impl Deferred {
+    /// The stream ended: a success, or a failure (of `failure`'s kind, if given).
+    pub fn finish(mut self, success: bool, failure: Option<&'static str>) {
+        if let Some(ends) = self.ends.take() {
+            ends.end(success, failure);
+        }
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        if let Some(ends) = self.ends.take() {
+            ends.end(false, Some(CANCELLED));
+        }
+    }
+}
+
+/// The failure kind of a request whose client went away first.
+pub const CANCELLED: &str = "CancelledRequestException";
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.stats
-                .end(self.started, None, false, Some("CancelledRequestException"));
+            self.stats.end(self.started, None, false, Some(CANCELLED));
         }
     }
 }

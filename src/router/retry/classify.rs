@@ -26,6 +26,12 @@
 //!
 //! Separately, [`is_requeueable`] says which errors never reached the server at all;
 //! those are requeued by the client whatever the method and the classifier.
+//!
+//! The gRPC kinds ([`GrpcRule`]) judge `grpc-status` when the response head carries it.
+//! When it does not (a call that streams messages reports its status in the trailers),
+//! the head is only provisionally a success: [`Classifier::classify_end`] gives the
+//! final class from how the stream ended ([`StreamEnd`]), for the metrics and failure
+//! accrual; retries are decided on the head alone.
 
 use http::{Method, StatusCode};
 
@@ -99,6 +105,21 @@ pub struct Exchange<'a> {
     /// The response's `grpc-status` header, when it is in the headers (a gRPC
     /// "trailers-only" response: a call that failed before any message).
     pub grpc_status: Option<u32>,
+}
+
+/// How a response stream ended, for the classifiers that judge a response again at its
+/// end ([`Classifier::judges_stream_end`]): gRPC servers send a call's status in the
+/// trailers, after the messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamEnd {
+    /// Trailers arrived, with this `grpc-status` (`None`: absent or unreadable).
+    Trailers(Option<u32>),
+    /// The stream ended without trailers.
+    NoTrailers,
+    /// The stream failed: reset by the endpoint, or its connection was lost.
+    Failed,
+    /// The client went away before the end (the response was dropped).
+    Cancelled,
 }
 
 /// A response classifier kind (`responseClassifier.kind`).
@@ -190,6 +211,22 @@ impl GrpcRule {
             GrpcKind::AlwaysRetryable => true,
             GrpcKind::NeverRetryable => false,
             GrpcKind::RetryableStatusCodes => self.retryable.contains(code),
+        }
+    }
+
+    /// The end of a response stream whose headers had no `grpc-status`: the status in
+    /// the trailers decides, as for a trailers-only response. A stream that ends
+    /// without one, fails or is cancelled fails, never retryable (Linkerd's
+    /// `streamClassifier`): its messages have already been passed on.
+    fn classify_end(self, end: StreamEnd) -> ResponseClass {
+        match end {
+            StreamEnd::Trailers(Some(code)) if self.success.contains(code) => {
+                ResponseClass::Success
+            }
+            StreamEnd::Trailers(Some(code)) => ResponseClass::Failure {
+                retryable: self.retryable_code(code),
+            },
+            _ => ResponseClass::NON_RETRYABLE_FAILURE,
         }
     }
 
@@ -294,6 +331,24 @@ impl Classifier {
         read.contains(method)
             || (level >= 1 && idempotent.contains(method))
             || (level >= 2 && unsafe_.contains(method))
+    }
+
+    /// Whether this kind judges a response again when its stream ends (the gRPC ones:
+    /// the status of a call that streamed messages comes in the trailers). The others
+    /// decide on the response head alone, and their responses are never watched.
+    pub fn judges_stream_end(self) -> bool {
+        matches!(self, Classifier::Grpc(_))
+    }
+
+    /// The final class of a response whose head this kind judged a success and which
+    /// it [watches to the end](Classifier::judges_stream_end). Kinds that decide on
+    /// the head keep that success unless the stream failed.
+    pub fn classify_end(self, end: StreamEnd) -> ResponseClass {
+        match (self, end) {
+            (Classifier::Grpc(rule), _) => rule.classify_end(end),
+            (_, StreamEnd::Failed | StreamEnd::Cancelled) => ResponseClass::NON_RETRYABLE_FAILURE,
+            _ => ResponseClass::Success,
+        }
     }
 
     /// Classifies one attempt, with the HTTP rules (`l5d-retryable`, replayable body)
@@ -621,5 +676,31 @@ mod tests {
         );
         assert_eq!(always.kind(), "io.l5d.h2.grpc.alwaysRetryable");
         assert!(GrpcRule::from_kind("io.l5d.h2.grpc.nope", &[], &[]).is_none());
+    }
+
+    #[test]
+    fn grpc_classifiers_judge_the_end_of_the_stream() {
+        use StreamEnd::*;
+        let default = grpc("io.l5d.h2.grpc.default", &[], &[]);
+        assert!(default.judges_stream_end());
+        assert_eq!(default.classify_end(Trailers(Some(0))), S);
+        assert_eq!(default.classify_end(Trailers(Some(14))), R);
+        assert_eq!(default.classify_end(Trailers(Some(2))), N);
+        // No status at all, a failed stream or a cancelled one: a failure, not retried.
+        for end in [Trailers(None), NoTrailers, Failed, Cancelled] {
+            assert_eq!(default.classify_end(end), N, "{end:?}");
+        }
+        let listed = grpc("io.l5d.h2.grpc.retryableStatusCodes", &[0, 5], &[4]);
+        assert_eq!(listed.classify_end(Trailers(Some(5))), S);
+        assert_eq!(listed.classify_end(Trailers(Some(4))), R);
+        assert_eq!(listed.classify_end(Trailers(Some(14))), N);
+
+        for c in Classifier::ALL {
+            assert!(!c.judges_stream_end(), "{}", c.kind());
+            assert_eq!(c.classify_end(Trailers(None)), S);
+            assert_eq!(c.classify_end(NoTrailers), S);
+            assert_eq!(c.classify_end(Failed), N);
+            assert_eq!(c.classify_end(Cancelled), N);
+        }
     }
 }

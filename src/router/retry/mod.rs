@@ -16,8 +16,8 @@
 //! * [`budget`]: the Finagle retry budget (deposits per request, withdrawals per retry,
 //!   over a sliding window of ten slots).
 //! * [`backoff`]: `constant` and `jittered` (decorrelated jitter) delays between retries.
-//! * [`classify`]: the `io.l5d.http.*` response classifiers, `l5d-retryable` and
-//!   `l5d-success-class`.
+//! * [`classify`]: the `io.l5d.http.*` and `io.l5d.h2.grpc.*` response classifiers (the
+//!   latter also judge a stream's end), `l5d-retryable` and `l5d-success-class`.
 //! * [`deadline`]: the `l5d-ctx-deadline` header.
 //! * [`policy`]: for one finished attempt, requeue, retry after a delay, or give up.
 
@@ -29,6 +29,6 @@ pub mod policy;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use budget::RetryBudget;
-pub use classify::{AttemptError, Classifier, Exchange, Outcome, ResponseClass};
+pub use classify::{AttemptError, Classifier, Exchange, Outcome, ResponseClass, StreamEnd};
 pub use deadline::Deadline;
 pub use policy::{Decision, GiveUpReason, RetryState};

@@ -24,12 +24,9 @@ use crate::router::binding::no_hosts;
 use crate::router::choose;
 use crate::router::client::Dial;
 use crate::router::error::{ErrorKind, ProxyError};
-use crate::router::http::{ClientEntry, Outstanding, ServiceEntry, Worker, bind};
+use crate::router::http::{ClientEntry, ServiceEntry, Worker, bind};
 use crate::router::peer::{self, PeerState};
-use crate::router::retry::policy::requeue_limit;
-use crate::router::retry::{
-    AttemptError, BackoffConfig, Deadline, Decision, GiveUpReason, ResponseClass, RetryState,
-};
+use crate::router::retry::{Deadline, Decision, GiveUpReason, ResponseClass, RetryState};
 
 /// What a call came to, when it did not fail in the proxy.
 #[derive(Debug)]
@@ -184,11 +181,7 @@ async fn forward(
     deadline: Option<Deadline>,
     no_hosts: &dyn Fn() -> ProxyError,
 ) -> Result<Answered, ProxyError> {
-    let now = Instant::now();
-    client.sync(addr, now);
-    let limit = requeue_limit(client.requeue_budget.borrow().balance(now));
-    let mut state = RetryState::new(BackoffConfig::default(), limit);
-    client.requeue_budget.borrow_mut().deposit(now);
+    let mut state = client.begin(addr);
     let limits = worker
         .router
         .thrift
@@ -196,21 +189,8 @@ async fn forward(
         .map(|t| t.limits)
         .unwrap_or_default();
     loop {
-        let now = Instant::now();
-        let ejected = client.route.shared.ejected.load();
-        let Some(endpoint) = client
-            .balancer
-            .borrow_mut()
-            .pick(now, &mut choose::uniform, |a| ejected.is_available(a, now))
-        else {
+        let Some((endpoint, pending)) = client.pick() else {
             return Err(no_hosts());
-        };
-        if ejected.get(endpoint).is_some() {
-            ejected.try_acquire(endpoint, now);
-        }
-        let pending = Outstanding {
-            client,
-            pending: Some(client.balancer.borrow_mut().start(endpoint, now)),
         };
         let inflight = client.stats.start();
         let target = Target {
@@ -251,32 +231,17 @@ async fn forward(
                 } else {
                     BalanceOutcome::FAILURE
                 });
-                client
-                    .route
-                    .outcome(endpoint, success, &mut client.reported.borrow_mut());
+                client.outcome(endpoint, success);
                 inflight.finish_outcome(success, label);
                 return Ok(answer);
             }
             Err(CallError { error, sent }) => {
                 pending.end(BalanceOutcome::FAILURE);
-                client
-                    .route
-                    .outcome(endpoint, false, &mut client.reported.borrow_mut());
+                client.outcome(endpoint, false);
                 inflight.finish_outcome(false, Some(error.metric_label()));
-                if sent {
+                if sent || !client.requeue(&mut state, endpoint, &error) {
                     return Err(error);
                 }
-                let decision = state.requeue(
-                    AttemptError::ConnectFailed,
-                    None,
-                    &mut client.requeue_budget.borrow_mut(),
-                    Instant::now(),
-                );
-                if decision != Decision::Requeue {
-                    return Err(error);
-                }
-                tracing::debug!(%endpoint, error = %error, "requeued a call that never reached its endpoint");
-                client.requeues.increment(1);
             }
         }
     }
