@@ -439,23 +439,12 @@ impl Validation {
                 s.ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
                 s.port.unwrap_or(flavor.default_port()),
             );
-            for (key, present) in [
+            let http_keys = [
                 ("clearContext", s.clear_context.is_some()),
                 ("addForwardedHeader", s.add_forwarded_header.is_some()),
                 ("maxCallDepth", s.max_call_depth.is_some()),
-                (
-                    "maxConcurrentStreamsPerConnection",
-                    s.max_concurrent_streams_per_connection.is_some(),
-                ),
-                (
-                    "initialStreamWindowBytes",
-                    s.initial_stream_window_bytes.is_some(),
-                ),
-                ("maxFrameBytes", s.max_frame_bytes.is_some()),
-                ("maxHeaderListBytes", s.max_header_list_bytes.is_some()),
-                ("headerTableBytes", s.header_table_bytes.is_some()),
-                ("windowUpdateRatio", s.window_update_ratio.is_some()),
-            ] {
+            ];
+            for (key, present) in http_keys.into_iter().chain(h2_server_keys(s)) {
                 if present {
                     self.problem(format!(
                         "{sat}: key {key} is for http and h2 routers; this is a {own} router"
@@ -527,20 +516,7 @@ impl Validation {
                 s.port.unwrap_or(version.default_port()),
             );
             if !h2 {
-                for (key, present) in [
-                    (
-                        "maxConcurrentStreamsPerConnection",
-                        s.max_concurrent_streams_per_connection.is_some(),
-                    ),
-                    (
-                        "initialStreamWindowBytes",
-                        s.initial_stream_window_bytes.is_some(),
-                    ),
-                    ("maxFrameBytes", s.max_frame_bytes.is_some()),
-                    ("maxHeaderListBytes", s.max_header_list_bytes.is_some()),
-                    ("headerTableBytes", s.header_table_bytes.is_some()),
-                    ("windowUpdateRatio", s.window_update_ratio.is_some()),
-                ] {
+                for (key, present) in h2_server_keys(s) {
                     foreign(self, &sat, key, present);
                 }
             }
@@ -857,6 +833,24 @@ impl Validation {
             self.client(&format!("{at}.configs[{i}]"), e, false, family);
         }
     }
+}
+
+/// The h2 server keys, and whether `s` sets each.
+fn h2_server_keys(s: &Server) -> [(&'static str, bool); 6] {
+    [
+        (
+            "maxConcurrentStreamsPerConnection",
+            s.max_concurrent_streams_per_connection.is_some(),
+        ),
+        (
+            "initialStreamWindowBytes",
+            s.initial_stream_window_bytes.is_some(),
+        ),
+        ("maxFrameBytes", s.max_frame_bytes.is_some()),
+        ("maxHeaderListBytes", s.max_header_list_bytes.is_some()),
+        ("headerTableBytes", s.header_table_bytes.is_some()),
+        ("windowUpdateRatio", s.window_update_ratio.is_some()),
+    ]
 }
 
 /// Which family of routers a client or service block belongs to (their keys differ).

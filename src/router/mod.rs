@@ -340,37 +340,81 @@ impl Router {
             .map_err(|e| format!("router {label}: {e}"))?;
         let kb =
             |v: Option<u64>, default: u64| (v.unwrap_or(default) as usize).saturating_mul(1024);
-        Ok(Arc::new(Router {
-            label,
-            version,
-            base_dtab: cfg.dtab.clone(),
-            dst_prefix: cfg.dst_prefix.clone().unwrap_or_else(svc),
-            identifiers,
+        let mut router = Router::common(
+            Common {
+                label,
+                dtab: &cfg.dtab,
+                dst_prefix: cfg.dst_prefix.as_ref(),
+                binding_cache: cfg.binding_cache.as_ref(),
+                binding_timeout_ms: cfg.binding_timeout_ms,
+                service: cfg.service.as_ref(),
+                client_blocks,
+                servers,
+            },
             namers,
             epoch,
-            servers,
+            transformers,
+            telemetry,
+        );
+        router.version = version;
+        router.identifiers = identifiers;
+        router.limits = HttpLimits {
+            max_head_bytes: kb(cfg.max_headers_kb, 8) + kb(cfg.max_initial_line_kb, 4),
+            max_header_bytes: kb(cfg.max_headers_kb, 8),
+            max_err_body_bytes: kb(cfg.max_err_response_kb, 5120),
+        };
+        Ok(Arc::new(router))
+    }
+
+    /// A router with the settings every protocol shares; the protocol's own (HTTP
+    /// version, identifiers and limits, or Thrift settings) are filled in by the caller.
+    fn common(
+        c: Common<'_>,
+        namers: Namers,
+        epoch: Epoch,
+        transformers: Vec<Arc<dyn crate::naming::Transformer>>,
+        telemetry: crate::telemetry::RequestTelemetry,
+    ) -> Router {
+        Router {
+            label: c.label,
+            version: config::HttpVersion::Http1,
+            base_dtab: c.dtab.clone(),
+            dst_prefix: c.dst_prefix.cloned().unwrap_or_else(svc),
+            identifiers: Vec::new(),
+            namers,
+            epoch,
+            servers: c.servers,
             limits: HttpLimits {
-                max_head_bytes: kb(cfg.max_headers_kb, 8) + kb(cfg.max_initial_line_kb, 4),
-                max_header_bytes: kb(cfg.max_headers_kb, 8),
-                max_err_body_bytes: kb(cfg.max_err_response_kb, 5120),
+                max_head_bytes: 0,
+                max_header_bytes: 0,
+                max_err_body_bytes: 0,
             },
             idle_ttl: Duration::from_secs(
-                cfg.binding_cache
-                    .as_ref()
-                    .and_then(|b| b.idle_ttl_secs)
-                    .unwrap_or(600),
+                c.binding_cache.and_then(|b| b.idle_ttl_secs).unwrap_or(600),
             ),
             connect_timeout: Duration::from_secs(5),
             workers: std::sync::atomic::AtomicUsize::new(1),
-            binding_timeout: Duration::from_millis(cfg.binding_timeout_ms.unwrap_or(10_000)),
+            binding_timeout: Duration::from_millis(c.binding_timeout_ms.unwrap_or(10_000)),
             clients: ClientRegistry::default(),
             transformers,
             activity: stats::Activity::default(),
-            client_blocks,
+            client_blocks: c.client_blocks,
             routes: route::Routes::new(),
-            service_blocks: policy::ServiceBlocks::new(cfg.service.as_ref()),
+            service_blocks: policy::ServiceBlocks::new(c.service),
             telemetry,
             thrift: None,
-        }))
+        }
     }
+}
+
+/// The keys every router has, whatever its protocol, as [`Router::common`] takes them.
+struct Common<'a> {
+    label: String,
+    dtab: &'a Dtab,
+    dst_prefix: Option<&'a Path>,
+    binding_cache: Option<&'a config::BindingCache>,
+    binding_timeout_ms: Option<u64>,
+    service: Option<&'a config::ServiceConfig>,
+    client_blocks: policy::ClientBlocks,
+    servers: Vec<ServerSpec>,
 }

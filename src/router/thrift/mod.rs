@@ -24,9 +24,8 @@ pub mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::{ClientRegistry, HttpLimits, Router, ServerSpec, policy, route, stats, svc};
+use super::{Common, Router, ServerSpec, policy};
 use crate::config::{self, ThriftFlavor, ThriftRouter};
 use crate::discovery::Epoch;
 use crate::naming::Namers;
@@ -92,42 +91,28 @@ impl Router {
             config::ThriftProtocol::Binary => plexus_thrift::Protocol::Binary,
             config::ThriftProtocol::Compact => plexus_thrift::Protocol::Compact,
         };
-        Ok(Arc::new(Router {
-            label,
-            version: config::HttpVersion::Http1,
-            base_dtab: cfg.dtab.clone(),
-            dst_prefix: cfg.dst_prefix.clone().unwrap_or_else(svc),
-            identifiers: Vec::new(),
+        let mut router = Router::common(
+            Common {
+                label,
+                dtab: &cfg.dtab,
+                dst_prefix: cfg.dst_prefix.as_ref(),
+                binding_cache: cfg.binding_cache.as_ref(),
+                binding_timeout_ms: cfg.binding_timeout_ms,
+                service: cfg.service.as_ref(),
+                client_blocks,
+                servers,
+            },
             namers,
             epoch,
-            servers,
-            limits: HttpLimits {
-                max_head_bytes: 0,
-                max_header_bytes: 0,
-                max_err_body_bytes: 0,
-            },
-            idle_ttl: Duration::from_secs(
-                cfg.binding_cache
-                    .as_ref()
-                    .and_then(|b| b.idle_ttl_secs)
-                    .unwrap_or(600),
-            ),
-            connect_timeout: Duration::from_secs(5),
-            workers: std::sync::atomic::AtomicUsize::new(1),
-            binding_timeout: Duration::from_millis(cfg.binding_timeout_ms.unwrap_or(10_000)),
-            clients: ClientRegistry::default(),
             transformers,
-            activity: stats::Activity::default(),
-            client_blocks,
-            routes: route::Routes::new(),
-            service_blocks: policy::ServiceBlocks::new(cfg.service.as_ref()),
             telemetry,
-            thrift: Some(Settings {
-                flavor,
-                method_in_dst: cfg.thrift_method_in_dst.unwrap_or(false),
-                protocol,
-                limits: plexus_thrift::Limits::default(),
-            }),
-        }))
+        );
+        router.thrift = Some(Settings {
+            flavor,
+            method_in_dst: cfg.thrift_method_in_dst.unwrap_or(false),
+            protocol,
+            limits: plexus_thrift::Limits::default(),
+        });
+        Ok(Arc::new(router))
     }
 }
