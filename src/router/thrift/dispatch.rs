@@ -27,14 +27,48 @@ use crate::router::error::{ErrorKind, ProxyError};
 use crate::router::http::{ClientEntry, ServiceEntry, Worker, bind};
 use crate::router::peer::{self, PeerState};
 use crate::router::retry::{Deadline, Decision, GiveUpReason, ResponseClass, RetryState};
+use crate::router::stats::InFlight;
 
 /// What a call came to, when it did not fail in the proxy.
 #[derive(Debug)]
 pub enum Answered {
-    /// The endpoint's reply.
-    Reply(Message),
+    /// The endpoint's reply, judged once when it arrived.
+    Reply(Message, Verdict),
     /// A ONEWAY call was delivered.
     Oneway,
+}
+
+/// How a reply counts: a success, or a failure with its metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether the call succeeded.
+    pub success: bool,
+    /// The `failures/<label>` of a failure.
+    pub failure: Option<&'static str>,
+}
+
+impl Answered {
+    /// How the call counts (a delivered ONEWAY is a success).
+    fn verdict(&self) -> Verdict {
+        match self {
+            Answered::Reply(_, v) => *v,
+            Answered::Oneway => Verdict {
+                success: true,
+                failure: None,
+            },
+        }
+    }
+}
+
+/// Ends a call's count in a scope (server, service): its verdict, or its routing error.
+pub fn finish(inflight: InFlight<'_>, result: &Result<Answered, ProxyError>) {
+    match result {
+        Ok(answer) => {
+            let v = answer.verdict();
+            inflight.finish_outcome(v.success, v.failure);
+        }
+        Err(e) => inflight.finish_outcome(false, Some(e.metric_label())),
+    }
 }
 
 /// The metric label of a reply that is not a success.
@@ -46,12 +80,19 @@ fn failure_label(class: ReplyClass) -> Option<&'static str> {
     }
 }
 
-/// How a reply is counted; an unreadable reply is a failure.
-fn judge(reply: &Message) -> (bool, Option<&'static str>) {
-    match plexus_thrift::classify(reply) {
-        Ok(class) => (class.is_success(), failure_label(class)),
-        Err(_) => (false, Some("UnreadableReply")),
-    }
+/// A reply and how it counts; an unreadable reply is a failure.
+fn judged(reply: Message) -> Answered {
+    let verdict = match plexus_thrift::classify(&reply) {
+        Ok(class) => Verdict {
+            success: class.is_success(),
+            failure: failure_label(class),
+        },
+        Err(_) => Verdict {
+            success: false,
+            failure: Some("UnreadableReply"),
+        },
+    };
+    Answered::Reply(reply, verdict)
 }
 
 /// The logical name of a call: `dstPrefix`, the client's destination if it sent one,
@@ -99,14 +140,7 @@ pub async fn route(
             }
         }
     };
-    match &result {
-        Ok(Answered::Reply(reply)) => {
-            let (success, label) = judge(reply);
-            inflight.finish_outcome(success, label);
-        }
-        Ok(Answered::Oneway) => inflight.finish_outcome(true, None),
-        Err(e) => inflight.finish_outcome(false, Some(e.metric_label())),
-    }
+    finish(inflight, &result);
     result
 }
 
@@ -222,17 +256,14 @@ async fn forward(
         };
         match sent {
             Ok(answer) => {
-                let (success, label) = match &answer {
-                    Answered::Reply(r) => judge(r),
-                    Answered::Oneway => (true, None),
-                };
-                pending.end(if success {
+                let v = answer.verdict();
+                pending.end(if v.success {
                     BalanceOutcome::SUCCESS
                 } else {
                     BalanceOutcome::FAILURE
                 });
-                client.outcome(endpoint, success);
-                inflight.finish_outcome(success, label);
+                client.outcome(endpoint, v.success);
+                inflight.finish_outcome(v.success, v.failure);
                 return Ok(answer);
             }
             Err(CallError { error, sent }) => {
@@ -258,11 +289,14 @@ async fn send(
     retries: i32,
 ) -> Result<Answered, CallError> {
     let addr = target.dial.addr;
-    if mux && !matches!(peer::state(addr, Instant::now()), PeerState::Plain { .. }) {
+    let known = peer::state(addr, Instant::now());
+    if mux && !matches!(known, PeerState::Plain { .. }) {
         match mux_client::session(&target.dial).await {
             Ok(session) => {
-                peer::learn(addr, PeerState::Peer(peer::Upgrades::MUX));
-                return send_mux(addr, &session, msg, ctx, deadline, retries).await;
+                if known != PeerState::Peer(peer::Upgrades::MUX) {
+                    peer::learn(addr, PeerState::Peer(peer::Upgrades::MUX));
+                }
+                return send_mux(addr, &session, msg, ctx, deadline, retries, &target.limits).await;
             }
             Err(OpenError::Connect(e)) => return Err(CallError::unsent(e)),
             Err(OpenError::NotMux(why)) => {
@@ -278,7 +312,7 @@ async fn send(
         }
     }
     match upstream::call(target, msg, ctx, deadline).await? {
-        Delivered::Reply(r) => Ok(Answered::Reply(r)),
+        Delivered::Reply(r) => Ok(judged(r)),
         Delivered::Oneway => Ok(Answered::Oneway),
     }
 }
@@ -293,6 +327,7 @@ async fn send_mux(
     ctx: &CallContext,
     deadline: Option<Deadline>,
     retries: i32,
+    limits: &plexus_thrift::Limits,
 ) -> Result<Answered, CallError> {
     let request = ctx.to_mux(msg.bytes().clone(), deadline, retries);
     let answer = session.dispatch(request).await.map_err(|()| {
@@ -313,14 +348,13 @@ async fn send_mux(
             if msg.header().kind == MessageKind::Oneway {
                 return Ok(Answered::Oneway);
             }
-            let limits = plexus_thrift::Limits::default();
-            let reply = Message::parse(body, &limits).map_err(|e| {
+            let reply = Message::parse(body, limits).map_err(|e| {
                 CallError::sent(ProxyError::new(
                     ErrorKind::Upstream,
                     format!("{addr} (mux): the reply is not a Thrift message: {e}"),
                 ))
             })?;
-            Ok(Answered::Reply(reply))
+            Ok(judged(reply))
         }
         plexus_mux::codec::Reply::Error(text) => Err(CallError::sent(ProxyError::new(
             ErrorKind::Upstream,

@@ -8,7 +8,7 @@
 //!
 //! Whether an endpoint speaks Mux is learned by trying: the session opens with Mux's
 //! handshake probe, and an endpoint that does not answer it within
-//! [`MUX_HANDSHAKE_TIMEOUT`](super::upstream::MUX_HANDSHAKE_TIMEOUT) (a plain Thrift
+//! [`MUX_HANDSHAKE_TIMEOUT`] (a plain Thrift
 //! server closes the connection or waits for more bytes) is remembered as plain for a
 //! while (see [`crate::router::peer`]) and gets plain Thrift, exactly what the
 //! application sent.
@@ -25,9 +25,11 @@ use plexus_mux::{ClientEvent, ClientSession, Request, Response, SessionConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::upstream::MUX_HANDSHAKE_TIMEOUT;
 use crate::router::client::{Dial, open};
 use crate::router::error::{ErrorKind, ProxyError};
+
+/// How long a Mux handshake (or the detection that a peer does not speak Mux) may take.
+pub const MUX_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a dispatched call came to.
 pub type Answer = Result<Response, plexus_mux::session::RequestError>;

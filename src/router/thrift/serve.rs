@@ -167,12 +167,14 @@ enum Incoming {
     Refused(MessageHeader, String),
 }
 
+/// `payload` as the connection's framing writes it. A payload too large to frame (over
+/// 2 GiB, never read under the message limits) is sent without a length; the peer then
+/// fails to read it rather than Plexus writing a wrong length.
 fn frame(payload: &[u8], framed: bool) -> Bytes {
     let mut out = BytesMut::with_capacity(payload.len() + 4);
-    if framed {
-        out.put_u32(payload.len() as u32);
+    if !framed || plexus_thrift::encode_frame(payload, &mut out).is_err() {
+        out.put_slice(payload);
     }
-    out.put_slice(payload);
     out.freeze()
 }
 
@@ -428,19 +430,12 @@ async fn call(
     let inflight = stats.start();
     let header = msg.header().clone();
     let result = dispatch::route(&worker, msg, ctx).await;
+    dispatch::finish(inflight, &result);
     let reply = match result {
-        Ok(Answered::Reply(reply)) => {
-            let success = plexus_thrift::classify(&reply).is_ok_and(|c| c.is_success());
-            inflight.finish_outcome(success, None);
-            reply
-        }
-        Ok(Answered::Oneway) => {
-            inflight.finish_outcome(true, None);
-            return None;
-        }
+        Ok(Answered::Reply(reply, _)) => reply,
+        Ok(Answered::Oneway) => return None,
         Err(e) => {
             tracing::debug!(router = %worker.router.label, method = %header.name, error = %e, "call failed");
-            inflight.finish_outcome(false, Some(e.metric_label()));
             return exception(&header, &e.to_string(), framed, upgraded);
         }
     };
@@ -477,18 +472,11 @@ async fn dispatch_mux(
                 Ok(ctx) => dispatch::route(&worker, msg, ctx).await,
                 Err(e) => Err(e),
             };
+            dispatch::finish(inflight, &result);
             match result {
-                Ok(Answered::Reply(reply)) => {
-                    let success = plexus_thrift::classify(&reply).is_ok_and(|c| c.is_success());
-                    inflight.finish_outcome(success, None);
-                    Response::ok(reply.bytes().clone())
-                }
-                Ok(Answered::Oneway) => {
-                    inflight.finish_outcome(true, None);
-                    Response::ok(Bytes::new())
-                }
+                Ok(Answered::Reply(reply, _)) => Response::ok(reply.bytes().clone()),
+                Ok(Answered::Oneway) => Response::ok(Bytes::new()),
                 Err(e) => {
-                    inflight.finish_outcome(false, Some(e.metric_label()));
                     tracing::debug!(router = %worker.router.label, method = %header.name, error = %e, "mux call failed");
                     if e.kind == ErrorKind::Connect {
                         Response {

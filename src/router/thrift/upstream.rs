@@ -18,9 +18,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use plexus_thrift::{Decoder, Limits, Message, MessageKind, ttwitter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
@@ -145,14 +144,19 @@ fn upstream(addr: SocketAddr, what: impl std::fmt::Display) -> ProxyError {
     ProxyError::new(ErrorKind::Upstream, format!("{addr}: {what}"))
 }
 
-/// Writes `payload` with the connection's framing.
-fn frame(payload: &[u8], framed: bool) -> BytesMut {
+/// `payload` with the connection's framing; a payload too large for a frame length
+/// (over 2 GiB) is refused before anything is sent.
+fn frame(payload: &[u8], framed: bool, addr: SocketAddr) -> Result<BytesMut, CallError> {
     let mut out = BytesMut::with_capacity(payload.len() + 4);
-    if framed {
-        out.put_u32(payload.len() as u32);
+    if !framed {
+        out.extend_from_slice(payload);
+    } else if let Err(e) = plexus_thrift::encode_frame(payload, &mut out) {
+        return Err(CallError::unsent(ProxyError::new(
+            ErrorKind::BadRequest,
+            format!("{addr}: {e}"),
+        )));
     }
-    out.put_slice(payload);
-    out
+    Ok(out)
 }
 
 /// Reads one whole frame or message: what `decode` finds in the buffer, reading more as
@@ -203,7 +207,7 @@ async fn connect(
         )
     };
     conn.io
-        .write_all(&frame(probe.bytes(), true))
+        .write_all(&frame(probe.bytes(), true, addr).map_err(|e| e.error)?)
         .await
         .map_err(|e| failed(e.to_string()))?;
     let limits = target.limits;
@@ -244,7 +248,7 @@ pub async fn call(
     };
     // A write error may come after part of the call left: it counts as sent.
     conn.io
-        .write_all(&frame(&payload, target.framed))
+        .write_all(&frame(&payload, target.framed, addr)?)
         .await
         .map_err(|e| CallError::sent(upstream(addr, format!("write failed: {e}"))))?;
     if msg.header().kind == MessageKind::Oneway {
@@ -291,6 +295,3 @@ pub async fn call(
     }
     Ok(Delivered::Reply(reply))
 }
-
-/// How long a Mux handshake (or the detection that a peer does not speak Mux) may take.
-pub const MUX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
