@@ -202,3 +202,111 @@ async fn grpc_style_paths_route_with_the_header_path_identifier() {
         assert!(body.starts_with(expect.as_bytes()), "{body:?}");
     }
 }
+
+/// A connection's bytes as a server read them.
+struct Recording {
+    inner: tokio::net::TcpStream,
+    read: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl tokio::io::AsyncRead for Recording {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let fresh = buf.filled()[before..].to_vec();
+        self.read.lock().expect("log").extend_from_slice(&fresh);
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Recording {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The lengths of the HEADERS frames in the bytes an HTTP/2 server read (after the
+/// connection preface).
+fn headers_frame_lengths(bytes: &[u8]) -> Vec<usize> {
+    let mut rest = bytes.get(24..).unwrap_or_default();
+    let mut lengths = Vec::new();
+    while rest.len() >= 9 {
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        if rest[3] == 1 {
+            lengths.push(len);
+        }
+        rest = rest.get(9 + len..).unwrap_or_default();
+    }
+    lengths
+}
+
+/// The values new on every request (here `l5d-reqid`) are sent never-indexed: were they
+/// added to the connection's HPACK table, each would push older entries out, and every
+/// few dozen requests the `l5d-dst-*` headers, evicted, would be sent again in full.
+/// With them kept out, every request after the first few has a header block of the same
+/// size, give or take the Huffman coding of its random id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_values_stay_out_of_the_hpack_table() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let backend = listener.local_addr().expect("addr");
+    let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = recorded.clone();
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let io = Recording {
+            inner: stream,
+            read: log,
+        };
+        let svc = service_fn(|_req: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        });
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(io), svc)
+            .await;
+    });
+    let proxy = start_plexus("h2-hpack", &[("world", backend)], "");
+    let mut client = h2_client(proxy.addr).await;
+    for i in 0..200 {
+        let rsp = client
+            .send_request(get("world", "/greeting"))
+            .await
+            .expect("response");
+        assert_eq!(rsp.status(), 200, "request {i}");
+        rsp.into_body().collect().await.expect("body");
+    }
+    let lengths = headers_frame_lengths(&recorded.lock().expect("log"));
+    assert_eq!(lengths.len(), 200, "one HEADERS frame per request");
+    let steady = &lengths[3..];
+    let (min, max) = (
+        steady.iter().min().expect("lengths"),
+        steady.iter().max().expect("lengths"),
+    );
+    assert!(
+        max - min <= 3,
+        "header blocks of requests 4 to 200 range from {min} to {max} bytes: {lengths:?}"
+    );
+}

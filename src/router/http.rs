@@ -725,7 +725,7 @@ async fn dispatch(
         && !parts.headers.contains_key(name::L5D_REQID)
         && let Ok(v) = HeaderValue::from_str(&choose::random_id())
     {
-        parts.headers.insert(name::L5D_REQID, v);
+        parts.headers.insert(name::L5D_REQID, h::per_request(v));
     }
     if let Some(spec) = &server.forwarded {
         add_forwarded(&mut parts.headers, spec, &worker.router.label, conn);
@@ -733,7 +733,9 @@ async fn dispatch(
     if let Some(d) = deadline
         && let Ok(v) = HeaderValue::from_str(&d.encode())
     {
-        parts.headers.insert(name::L5D_CTX_DEADLINE, v);
+        parts
+            .headers
+            .insert(name::L5D_CTX_DEADLINE, h::per_request(v));
     }
     h::append_via(&mut parts.headers);
 

@@ -112,6 +112,17 @@ pub fn via_depth(headers: &HeaderMap) -> usize {
         .sum()
 }
 
+/// Marks a value that is new on every request (a request id, a trace or span id, a
+/// deadline) as never to be indexed (RFC 7541, section 7.1.3). HTTP/2 then sends it as
+/// a literal instead of adding it to the connection's HPACK table, where it would never
+/// be reused and would push out the entries that are (the `l5d-dst-*` names, `via`,
+/// `content-type`), costing every later request their re-sending. HTTP/1.1 ignores the
+/// mark.
+pub fn per_request(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
+
 /// Appends this proxy to `Via`, keeping earlier entries.
 pub fn append_via(headers: &mut HeaderMap) {
     let value = match headers.get(header::VIA).map(HeaderValue::as_bytes) {

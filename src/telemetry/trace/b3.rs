@@ -176,10 +176,10 @@ pub fn write(ctx: &SpanContext, headers: &mut HeaderMap) {
     } else {
         HeaderValue::from_str(&ids.trace_id_hex()).unwrap_or_else(|_| hex(ids.trace_id))
     };
-    headers.insert(X_B3_TRACEID, trace);
-    headers.insert(X_B3_SPANID, hex(ids.span_id));
+    headers.insert(X_B3_TRACEID, h::per_request(trace));
+    headers.insert(X_B3_SPANID, h::per_request(hex(ids.span_id)));
     match ids.parent_id {
-        Some(p) => headers.insert(X_B3_PARENTSPANID, hex(p)),
+        Some(p) => headers.insert(X_B3_PARENTSPANID, h::per_request(hex(p))),
         None => headers.remove(X_B3_PARENTSPANID),
     };
     if ctx.debug {

@@ -110,9 +110,9 @@ pub fn extract(headers: &mut HeaderMap, trust: bool) -> Extracted {
 /// headers (Zipkin-instrumented applications), and `l5d-reqid` (the low 64 bits of the
 /// trace id, as Linkerd's default propagator writes it).
 pub fn inject(ctx: &SpanContext, headers: &mut HeaderMap) {
-    headers.insert(L5D_CTX_TRACE, l5d::header_value(ctx));
+    headers.insert(L5D_CTX_TRACE, h::per_request(l5d::header_value(ctx)));
     b3::write(ctx, headers);
-    headers.insert(L5D_REQID, b3::hex(ctx.ids.trace_id));
+    headers.insert(L5D_REQID, h::per_request(b3::hex(ctx.ids.trace_id)));
 }
 
 #[cfg(test)]
