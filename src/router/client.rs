@@ -86,7 +86,19 @@ pub(crate) trait Io:
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// TCP, then TLS when the client has it (ALPN `h2` for HTTP/2 connections).
-pub(super) async fn open(dial: &Dial<'_>, h2: bool) -> Result<Box<dyn Io>, ProxyError> {
+///
+/// Boxed, as every connection set-up is: the TCP and TLS handshakes' state would
+/// otherwise sit inline in the future of every request or call that might connect
+/// (kilobytes that the runtime copies whenever it moves the task), for a path taken once
+/// per connection.
+pub(super) fn open<'a>(
+    dial: &'a Dial<'_>,
+    h2: bool,
+) -> futures::future::LocalBoxFuture<'a, Result<Box<dyn Io>, ProxyError>> {
+    Box::pin(open_unboxed(dial, h2))
+}
+
+async fn open_unboxed(dial: &Dial<'_>, h2: bool) -> Result<Box<dyn Io>, ProxyError> {
     let stream = tcp(dial.addr, dial.connect_timeout).await?;
     let Some(tls) = dial.tls else {
         return Ok(Box::new(stream));
@@ -218,7 +230,9 @@ pub async fn send(
         crate::config::HttpVersion::Http1 if !dial.upgrade_h2 && !dial.negotiate_tls => {
             send_http1(dial, req).await
         }
-        crate::config::HttpVersion::Http1 => send_to_peer(dial, req).await,
+        // Boxed: its state (an HTTP/1.1 and an HTTP/2 send) would otherwise make every
+        // request's future larger, on h2 routers too, where it is never taken.
+        crate::config::HttpVersion::Http1 => Box::pin(send_to_peer(dial, req)).await,
     }
 }
 
@@ -310,11 +324,20 @@ async fn send_to_peer(
 
 /// The endpoint's open HTTP/2 connection, or a new one.
 async fn h2_connection(dial: &Dial<'_>) -> Result<http2::SendRequest<ProxyBody>, ProxyError> {
-    let (addr, key) = (dial.addr, dial.key());
+    let key = dial.key();
     let known = H2.with(|c| c.borrow().get(&key).filter(|s| !s.is_closed()).cloned());
     if let Some(sender) = known {
         return Ok(sender);
     }
+    // Boxed for the same reason as `open`: the HTTP/2 handshake's state.
+    let sender = Box::pin(new_h2_connection(dial)).await?;
+    H2.with(|c| c.borrow_mut().insert(key, sender.clone()));
+    Ok(sender)
+}
+
+/// A new HTTP/2 connection to the endpoint, driven by a task of its own.
+async fn new_h2_connection(dial: &Dial<'_>) -> Result<http2::SendRequest<ProxyBody>, ProxyError> {
+    let addr = dial.addr;
     let stream = open(dial, true).await?;
     let (sender, conn) = http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())
@@ -326,7 +349,6 @@ async fn h2_connection(dial: &Dial<'_>) -> Result<http2::SendRequest<ProxyBody>,
             tracing::debug!(endpoint = %addr, error = %e, "h2 endpoint connection closed with an error");
         }
     });
-    H2.with(|c| c.borrow_mut().insert(key, sender.clone()));
     Ok(sender)
 }
 
@@ -388,7 +410,8 @@ async fn send_http1(
             },
         }
     }
-    let mut sender = match connect(dial).await {
+    // Boxed for the same reason as `open`: the HTTP/1.1 handshake's state.
+    let mut sender = match Box::pin(connect(dial)).await {
         Ok(s) => s,
         Err(error) => {
             return Err(SendError {

@@ -492,29 +492,29 @@ async fn route(
     let deadline = Deadline::effective(inbound, now, service.policy.total_timeout);
     let inflight = service.stats.start();
     let answer = match deadline.map(|d| d.remaining(now)) {
-        None => {
-            dispatch(
-                worker, server, conn, obs, &service, &dst, &local, None, parts, body,
-            )
-            .await
-        }
         Some(None) => Err(ProxyError::new(
             ErrorKind::Timeout,
             format!("the deadline of the request to {dst} has passed"),
         )),
-        Some(Some(left)) => {
-            let attempt = dispatch(
+        remaining => {
+            // Boxed: the rest of the request's state (the service and client stacks) is
+            // kilobytes, and every future that holds a future inline is copied whole
+            // when it is made; this keeps the request's outer futures small.
+            let attempt = Box::pin(dispatch(
                 worker, server, conn, obs, &service, &dst, &local, deadline, parts, body,
-            );
-            match tokio::time::timeout(left, attempt).await {
-                Ok(r) => r,
-                Err(_) => Err(ProxyError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "exceeded {} ms to {dst} while waiting for a response",
-                        left.as_millis()
-                    ),
-                )),
+            ));
+            match remaining.flatten() {
+                None => attempt.await,
+                Some(left) => match tokio::time::timeout(left, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ProxyError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "exceeded {} ms to {dst} while waiting for a response",
+                            left.as_millis()
+                        ),
+                    )),
+                },
             }
         }
     };

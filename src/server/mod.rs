@@ -284,7 +284,11 @@ impl Actor for HttpConnection {
                     protocols.http1.increment(1);
                 }
                 let (worker, spec, conn) = (worker.clone(), service_spec.clone(), conn.clone());
-                async move { Ok::<_, Infallible>(handle(worker, spec, conn, req).await) }
+                // Boxed: hyper runs each stream as a task of its own, and the runtime
+                // moves a task's future when it spawns it and when it completes; a
+                // pointer moves cheaper than the request's whole state.
+                let answer = Box::pin(handle(worker, spec, conn, req));
+                async move { Ok::<_, Infallible>(answer.await) }
             });
             let Some(tls) = &spec.tls else {
                 return serve(TokioIo::new(stream), &spec, svc, head_limit, drain).await;
