@@ -22,6 +22,16 @@ const KUBERNETES_VERSION: &str = "1.33.0";
 /// The API groups/versions the manifests may use: current, non-deprecated ones.
 const CURRENT_APIS: &[&str] = &["v1", "apps/v1", "rbac.authorization.k8s.io/v1"];
 
+/// The l5d DaemonSet's ports, by name: each is a container and host port, and a port of
+/// the `l5d` Service.
+const L5D_PORTS: [(&str, u16); 5] = [
+    ("outgoing", 4140),
+    ("incoming", 4141),
+    ("thrift-outgoing", 4114),
+    ("thrift-incoming", 4115),
+    ("admin", 9990),
+];
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -250,13 +260,7 @@ fn daemonset_runs_plexus_on_every_host_with_the_mesh_ports() {
     assert_eq!(command, ["plexus", "run", "/config/config.yaml"]);
 
     let ports = c["ports"].as_array().expect("ports");
-    for (name, port) in [
-        ("outgoing", 4140),
-        ("incoming", 4141),
-        ("thrift-outgoing", 4114),
-        ("thrift-incoming", 4115),
-        ("admin", 9990),
-    ] {
+    for (name, port) in L5D_PORTS {
         let p = ports
             .iter()
             .find(|p| p["name"] == name)
@@ -308,13 +312,7 @@ fn service_l5d_names_the_incoming_port_for_the_daemonset_transformer() {
     let svc = find("Service", "l5d");
     assert_eq!(svc["spec"]["selector"]["app"], "l5d");
     let ports = svc["spec"]["ports"].as_array().expect("ports");
-    for (name, port) in [
-        ("outgoing", 4140),
-        ("incoming", 4141),
-        ("thrift-outgoing", 4114),
-        ("thrift-incoming", 4115),
-        ("admin", 9990),
-    ] {
+    for (name, port) in L5D_PORTS {
         let p = ports
             .iter()
             .find(|p| p["name"] == name)

@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use plexus_thrift::MessageKind;
-use support::thrift::{Backend, Client, backend, reply_text};
-use support::{Proc, curl, free_port, listening, plexus_bin, scratch, wait_for};
+use support::thrift::{Backend, Client, Node, backend, reply_text};
+use support::{Proc, curl, free_port, listening, scratch, wait_for};
 
 fn python() -> String {
     std::env::var("PLEXUS_PYTHON").unwrap_or_else(|_| "python3".into())
@@ -26,40 +26,10 @@ fn peer_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/thrift/mux_peer.py")
 }
 
-struct Node {
-    router: SocketAddr,
-    admin: SocketAddr,
-    label: String,
-    plexus: Proc,
-}
-
-/// A Plexus on 127.0.0.1 with one router of `protocol` (`thrift` or `thriftmux`)
-/// labelled `label`, with the given router keys (YAML lines indented by two spaces).
+/// A Plexus on 127.0.0.1 with one router of `protocol` (`thrift` or `thriftmux`); see
+/// [`support::thrift::node`].
 fn node(name: &str, protocol: &str, label: &str, keys: &str) -> Node {
-    let dir = scratch(name);
-    let (port, admin) = (free_port(), free_port());
-    let config = format!(
-        "admin: {{ip: 127.0.0.1, port: {admin}}}\n\
-routers:\n- protocol: {protocol}\n  label: {label}\n{keys}  servers:\n  - ip: 127.0.0.1\n    port: {port}\n"
-    );
-    std::fs::write(dir.join("plexus.yaml"), &config).expect("config");
-    let plexus = Proc::spawn(
-        Command::new(plexus_bin())
-            .arg("run")
-            .arg(dir.join("plexus.yaml")),
-        dir.join("plexus.log"),
-    );
-    let router: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().expect("addr");
-    wait_for(&format!("{name} to serve"), || {
-        listening(router) && listening(admin)
-    });
-    Node {
-        router,
-        admin,
-        label: label.into(),
-        plexus,
-    }
+    support::thrift::node(name, protocol, "127.0.0.1", label, keys, "")
 }
 
 fn inet(addr: SocketAddr) -> String {

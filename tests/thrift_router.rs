@@ -7,47 +7,15 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::process::Command;
 
 use plexus_thrift::{ExceptionKind, MessageKind, ttwitter};
-use support::thrift::{Backend, Client, backend, call, framed, reply_text, ttwitter_backend};
-use support::{Proc, curl, free_port, listening, plexus_bin, scratch, wait_for};
+use support::thrift::{Backend, Client, Node, backend, call, framed, reply_text, ttwitter_backend};
+use support::{curl, plexus_bin, scratch, wait_for};
 
-struct Node {
-    router: SocketAddr,
-    admin: SocketAddr,
-    label: String,
-    plexus: Proc,
-}
-
-/// A Plexus on `ip` with one thrift router labelled `label` and the given router keys
-/// (YAML lines indented by two spaces, after `protocol`).
+/// A Plexus on `ip` with one thrift router (see [`support::thrift::node`]).
 fn node(name: &str, ip: &str, label: &str, keys: &str, server_keys: &str) -> Node {
-    let dir = scratch(name);
-    let (port, admin) = (free_port(), free_port());
-    let config = format!(
-        "admin: {{ip: {ip}, port: {admin}}}\n\
-routers:\n- protocol: thrift\n  label: {label}\n{keys}  servers:\n  - ip: {ip}\n    port: {port}\n{server_keys}"
-    );
-    std::fs::write(dir.join("plexus.yaml"), &config).expect("config");
-    let plexus = Proc::spawn(
-        Command::new(plexus_bin())
-            .arg("run")
-            .arg(dir.join("plexus.yaml")),
-        dir.join("plexus.log"),
-    );
-    let router: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
-    let admin: SocketAddr = format!("{ip}:{admin}").parse().expect("addr");
-    wait_for(&format!("{name} to serve"), || {
-        listening(router) && listening(admin)
-    });
-    Node {
-        router,
-        admin,
-        label: label.into(),
-        plexus,
-    }
+    support::thrift::node(name, "thrift", ip, label, keys, server_keys)
 }
 
 fn to(b: &Backend) -> String {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::BytesMut;
-use plexus_thrift::{Decoder, Limits, Message, MessageHeader, MessageKind, Protocol};
+use plexus_thrift::{Decoder, Limits, MessageKind};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -100,20 +100,11 @@ pub(crate) fn thrift_main() -> ExitCode {
     }
 }
 
-/// `greet("plexus")`, framed, with `seqid`.
+/// The demo's `greet("plexus")` ([`plexus::demo::greet_call`]), framed, with `seqid`.
 fn greet(seqid: i32) -> BytesMut {
-    let name = b"plexus";
-    let mut args = vec![0x0b, 0x00, 0x01];
-    args.extend_from_slice(&(name.len() as u32).to_be_bytes());
-    args.extend_from_slice(name);
-    args.push(0);
-    let call = Message::from_header_and_body(
-        MessageHeader::new("greet", MessageKind::Call, seqid, Protocol::Binary),
-        &args,
-    );
     let mut out = BytesMut::new();
     // A few dozen bytes always encode.
-    let _ = plexus_thrift::encode(&call, true, &mut out);
+    let _ = plexus_thrift::encode(&plexus::demo::greet_call(seqid), true, &mut out);
     out
 }
 

@@ -294,16 +294,8 @@ fn dechunk(mut body: &str) -> String {
 /// Calls `Greeter.greet("plexus")` on the Thrift app at `addr` (framed, strict binary),
 /// as `helloworld-client -protocol thrift` does, and returns the greeting.
 async fn greet(addr: SocketAddr) -> Result<String, String> {
-    use plexus_thrift::{Decoder, Limits, Message, MessageHeader, MessageKind, Protocol};
-    let name = b"plexus";
-    let mut args = vec![0x0b, 0x00, 0x01];
-    args.extend_from_slice(&(name.len() as u32).to_be_bytes());
-    args.extend_from_slice(name);
-    args.push(0);
-    let call = Message::from_header_and_body(
-        MessageHeader::new("greet", MessageKind::Call, 1, Protocol::Binary),
-        &args,
-    );
+    use plexus_thrift::{Decoder, Limits, MessageKind};
+    let call = super::greet_call(1);
     let exchange = async {
         let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let mut out = bytes::BytesMut::new();

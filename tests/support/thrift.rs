@@ -297,3 +297,53 @@ pub fn framed(payload: &[u8]) -> Vec<u8> {
     out.put_slice(payload);
     out.to_vec()
 }
+
+/// A Plexus started with one Thrift router, and where to reach it.
+pub struct Node {
+    /// The router's server.
+    pub router: SocketAddr,
+    /// The admin server.
+    pub admin: SocketAddr,
+    /// The router's label.
+    pub label: String,
+    /// The process (stopped when dropped).
+    pub plexus: super::Proc,
+}
+
+/// Starts a Plexus on `ip` with one router of `protocol` (`thrift` or `thriftmux`)
+/// labelled `label`, with the given router keys (YAML lines indented by two spaces, after
+/// `protocol`) and server keys (indented by four), and waits until it serves.
+pub fn node(
+    name: &str,
+    protocol: &str,
+    ip: &str,
+    label: &str,
+    keys: &str,
+    server_keys: &str,
+) -> Node {
+    use super::{Proc, free_port, listening, plexus_bin, scratch, wait_for};
+    let dir = scratch(name);
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        "admin: {{ip: {ip}, port: {admin}}}\n\
+routers:\n- protocol: {protocol}\n  label: {label}\n{keys}  servers:\n  - ip: {ip}\n    port: {port}\n{server_keys}"
+    );
+    std::fs::write(dir.join("plexus.yaml"), &config).expect("config");
+    let plexus = Proc::spawn(
+        std::process::Command::new(plexus_bin())
+            .arg("run")
+            .arg(dir.join("plexus.yaml")),
+        dir.join("plexus.log"),
+    );
+    let router: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
+    let admin: SocketAddr = format!("{ip}:{admin}").parse().expect("addr");
+    wait_for(&format!("{name} to serve"), || {
+        listening(router) && listening(admin)
+    });
+    Node {
+        router,
+        admin,
+        label: label.into(),
+        plexus,
+    }
+}
