@@ -1029,6 +1029,152 @@ async fn assert_grpc_unavailable(rsp: Response<Incoming>, reason: &str) {
     assert!(body.to_bytes().is_empty());
 }
 
+/// A backend on the `h2` crate, for what hyper cannot show: hyper's server resets only
+/// with `INTERNAL_ERROR`, and hyper's client takes a `NO_ERROR` reset for a clean end.
+/// It counts the connections it accepts; `/cancel/<id>` and `/no-error/<id>` send
+/// `partial`, wait for the test's `cut` notice, then reset the stream with `CANCEL` or
+/// `NO_ERROR`; anything else answers `ok`.
+struct H2Backend {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    cut: Arc<Notify>,
+}
+
+async fn h2_backend() -> H2Backend {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (connections, cut) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
+    let (count, notice) = (connections.clone(), cut.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let notice = notice.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let notice = notice.clone();
+                    tokio::spawn(async move {
+                        let path = req.uri().path();
+                        let reset = if path.starts_with("/cancel/") {
+                            Some(h2::Reason::CANCEL)
+                        } else if path.starts_with("/no-error/") {
+                            Some(h2::Reason::NO_ERROR)
+                        } else {
+                            None
+                        };
+                        let Ok(mut stream) = respond.send_response(Response::new(()), false) else {
+                            return;
+                        };
+                        let Some(reason) = reset else {
+                            let _ = stream.send_data(Bytes::from_static(b"ok"), true);
+                            return;
+                        };
+                        let _ = stream.send_data(Bytes::from_static(b"partial"), false);
+                        notice.notified().await;
+                        stream.send_reset(reason);
+                    });
+                }
+            });
+        }
+    });
+    H2Backend {
+        addr,
+        connections,
+        cut,
+    }
+}
+
+/// A request on an `h2` crate client, which reports every reset as an error.
+async fn h2_call(
+    client: &mut h2::client::SendRequest<Bytes>,
+    path: &str,
+) -> Response<h2::RecvStream> {
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("http://world{path}"))
+        .body(())
+        .expect("request");
+    let ready = within("the h2 client to be ready", client.clone().ready())
+        .await
+        .expect("connection open");
+    let mut client = ready;
+    let (response, _) = client.send_request(req, true).expect("stream opened");
+    within("response headers", response)
+        .await
+        .expect("response")
+}
+
+async fn h2_connect(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (client, conn) = h2::client::handshake(stream).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    client
+}
+
+/// A backend's reset mid-response reaches the client as a reset: `CANCEL` as
+/// `CANCEL`, and `NO_ERROR` (which would tell the client the body was whole) as
+/// `INTERNAL_ERROR`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reset_mid_response_reaches_the_client_with_its_reason() {
+    let backend = h2_backend().await;
+    let mesh = Mesh::start("h2s-upstream-reasons", backend.addr, None);
+    for (hops, entry) in mesh.entries() {
+        let mut client = h2_connect(entry).await;
+        for (kind, expected) in [
+            ("cancel", h2::Reason::CANCEL),
+            ("no-error", h2::Reason::INTERNAL_ERROR),
+        ] {
+            let path = format!("/{kind}/{}", hops.replace(' ', "-"));
+            let rsp = h2_call(&mut client, &path).await;
+            assert_eq!(rsp.status(), StatusCode::OK, "{hops} {kind}");
+            let mut body = rsp.into_body();
+            let first = within("the first chunk", body.data())
+                .await
+                .expect("a chunk")
+                .expect("data");
+            assert_eq!(first, "partial", "{hops} {kind}");
+            backend.cut.notify_one();
+            let error = match within("the reset to reach the client", body.data()).await {
+                Some(Err(e)) => e,
+                other => panic!("{hops} {kind}: a response cut short ended with {other:?}"),
+            };
+            assert_eq!(error.reason(), Some(expected), "{hops} {kind}: {error}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_calls_to_a_new_endpoint_makes_one_connection() {
+    let backend = h2_backend().await;
+    let mesh = Mesh::start("h2s-one-connection", backend.addr, None);
+    let client = h2_connect(mesh.inner).await;
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let rsp = h2_call(&mut client, "/ok").await;
+                let status = rsp.status();
+                let mut body = rsp.into_body();
+                let mut text = Vec::new();
+                while let Some(chunk) = within("the body", body.data()).await {
+                    text.extend_from_slice(&chunk.expect("data"));
+                }
+                (status, text)
+            })
+        })
+        .collect();
+    for call in calls {
+        let (status, text) = call.await.expect("call");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(text, b"ok");
+    }
+    assert_eq!(backend.connections.load(Ordering::SeqCst), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Deadlines
 // ---------------------------------------------------------------------------------------

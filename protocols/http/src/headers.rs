@@ -175,6 +175,12 @@ pub fn te_trailers(headers: &HeaderMap) -> bool {
 /// the URI (`:authority`), the scheme is `http`, and the version is HTTP/2.
 pub fn to_h2_request(parts: &mut http::request::Parts) {
     parts.version = http::Version::HTTP_2;
+    if parts.uri.scheme() == Some(&http::uri::Scheme::HTTP) && parts.uri.authority().is_some() {
+        // Already in the form HTTP/2 sends (every request that came over HTTP/2 in the
+        // clear): nothing to rebuild.
+        parts.headers.remove(header::HOST);
+        return;
+    }
     let authority = match parts.uri.authority() {
         Some(a) => Some(a.as_str().to_owned()),
         None => parts
@@ -236,6 +242,33 @@ mod tests {
             );
         }
         h
+    }
+
+    fn parts(uri: &str, host: Option<&str>) -> http::request::Parts {
+        let mut b = http::Request::builder().uri(uri);
+        if let Some(host) = host {
+            b = b.header(header::HOST, host);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn h2_requests_carry_the_authority_in_an_http_uri_and_no_host() {
+        for (uri, host) in [
+            ("/a/b?c=d", Some("web:8080")),
+            ("http://web:8080/a/b?c=d", None),
+            ("http://web:8080/a/b?c=d", Some("other")),
+            ("https://web:8080/a/b?c=d", Some("other")),
+        ] {
+            let mut p = parts(uri, host);
+            to_h2_request(&mut p);
+            assert_eq!(p.version, http::Version::HTTP_2, "{uri}");
+            assert_eq!(p.uri, "http://web:8080/a/b?c=d", "{uri} {host:?}");
+            assert!(!p.headers.contains_key(header::HOST), "{uri}");
+            to_h1_request(&mut p);
+            assert_eq!(p.uri, "/a/b?c=d");
+            assert_eq!(p.headers[header::HOST], "web:8080");
+        }
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! hop), like the worker model of nginx and Envoy. HTTP/1.1 connections are pooled: one
 //! returns to the pool only when the response body has been read to the end, and a
 //! request that a stale pooled connection could not send is retried once on a fresh
-//! connection, since it certainly never left. HTTP/2 (h2 routers) uses one multiplexed
-//! connection per endpoint and worker, replaced when it closes; streams beyond the
-//! peer's concurrency limit wait for a free one.
+//! connection, since it certainly never left. HTTP/2 (h2 routers, and HTTP/1.1 between
+//! Plexus peers) uses one multiplexed connection per endpoint and worker, replaced when
+//! it closes; streams beyond the peer's concurrency limit wait for a free one (see
+//! [`http2`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,12 +24,13 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::{ErrorKind, ProxyError};
 use super::policy::ClientTlsTarget;
+
+mod http2;
 
 /// Errors carried by proxied bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,8 +47,6 @@ type PoolKey = (SocketAddr, Option<Arc<str>>);
 
 thread_local! {
     static POOL: RefCell<HashMap<PoolKey, Vec<Sender>>> = RefCell::new(HashMap::new());
-    static H2: RefCell<HashMap<PoolKey, http2::SendRequest<ProxyBody>>> =
-        RefCell::new(HashMap::new());
 }
 
 /// How to reach one endpoint: its address, the router's protocol, whether HTTP/1.1 may
@@ -218,7 +218,7 @@ pub async fn send(
     req: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, SendError> {
     match dial.version {
-        crate::config::HttpVersion::H2 => send_h2(dial, req).await,
+        crate::config::HttpVersion::H2 => http2::send(dial, req).await,
         crate::config::HttpVersion::Http1 if stays_http1(&req) => {
             // Never upgraded; plaintext unless the client's TLS is mandatory.
             let plain = Dial {
@@ -270,7 +270,7 @@ async fn send_to_peer(
             let sent = if using.h2 {
                 let (mut parts, body) = req.into_parts();
                 h::to_h2_request(&mut parts);
-                send_h2(&upgraded, Request::from_parts(parts, body)).await
+                http2::send(&upgraded, Request::from_parts(parts, body)).await
             } else {
                 send_http1(&upgraded, req).await
             };
@@ -318,70 +318,6 @@ async fn send_to_peer(
             rsp.headers_mut().remove(h::L5D_PEER_UPGRADE);
             peer::learn(addr, learned);
             Ok(rsp)
-        }
-    }
-}
-
-/// The endpoint's open HTTP/2 connection, or a new one.
-async fn h2_connection(dial: &Dial<'_>) -> Result<http2::SendRequest<ProxyBody>, ProxyError> {
-    let key = dial.key();
-    let known = H2.with(|c| c.borrow().get(&key).filter(|s| !s.is_closed()).cloned());
-    if let Some(sender) = known {
-        return Ok(sender);
-    }
-    // Boxed for the same reason as `open`: the HTTP/2 handshake's state.
-    let sender = Box::pin(new_h2_connection(dial)).await?;
-    H2.with(|c| c.borrow_mut().insert(key, sender.clone()));
-    Ok(sender)
-}
-
-/// A new HTTP/2 connection to the endpoint, driven by a task of its own.
-async fn new_h2_connection(dial: &Dial<'_>) -> Result<http2::SendRequest<ProxyBody>, ProxyError> {
-    let addr = dial.addr;
-    let stream = open(dial, true).await?;
-    let (sender, conn) = http2::Builder::new(LocalExec)
-        .timer(TokioTimer::new())
-        .handshake::<_, ProxyBody>(TokioIo::new(stream))
-        .await
-        .map_err(|e| connect_failed(addr, e.to_string()))?;
-    tokio::task::spawn_local(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(endpoint = %addr, error = %e, "h2 endpoint connection closed with an error");
-        }
-    });
-    Ok(sender)
-}
-
-async fn send_h2(
-    dial: &Dial<'_>,
-    req: Request<ProxyBody>,
-) -> Result<Response<ProxyBody>, SendError> {
-    let addr = dial.addr;
-    let mut sender = match h2_connection(dial).await {
-        Ok(s) => s,
-        Err(error) => {
-            return Err(SendError {
-                error,
-                unsent: Some(Box::new(req)),
-            });
-        }
-    };
-    if sender.ready().await.is_err() {
-        H2.with(|c| c.borrow_mut().remove(&dial.key()));
-        return Err(SendError {
-            error: connect_failed(addr, "the HTTP/2 connection closed".into()),
-            unsent: Some(Box::new(req)),
-        });
-    }
-    match sender.try_send_request(req).await {
-        Ok(rsp) => Ok(rsp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())),
-        Err(mut e) => {
-            let unsent = e.take_message().map(Box::new);
-            let mut error = upstream(addr, e.into_error());
-            if unsent.is_some() {
-                error.kind = ErrorKind::Connect;
-            }
-            Err(SendError { error, unsent })
         }
     }
 }
@@ -439,14 +375,19 @@ fn upstream(addr: SocketAddr, e: hyper::Error) -> ProxyError {
     } else {
         ErrorKind::Upstream
     };
-    // hyper's own text is generic ("http2 error"); the reason is in its sources.
+    ProxyError::new(kind, format!("{addr}: {}", with_sources(&e)))
+}
+
+/// An error's text followed by its sources': hyper's own text is generic ("http2
+/// error"), and the reason is in the sources.
+fn with_sources(e: &(dyn std::error::Error + 'static)) -> String {
     let mut why = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = e.source();
     while let Some(cause) = source {
         why = format!("{why}: {cause}");
         source = cause.source();
     }
-    ProxyError::new(kind, format!("{addr}: {why}"))
+    why
 }
 
 fn pooled(key: PoolKey, sender: Sender, rsp: Response<Incoming>) -> Response<ProxyBody> {
