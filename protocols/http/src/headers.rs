@@ -2,6 +2,7 @@
 //! `l5d-*` headers Linkerd 1.x users rely on.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Uri};
 
 /// The user's per-request dtab override.
@@ -62,6 +63,9 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// `Proxy-Connection`, which old clients send instead of `Connection`.
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Removes the hop-by-hop headers: `Connection` and every header it names,
 /// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, and `Upgrade` unless
 /// `keep_upgrade` (a WebSocket or other upgrade that is being passed through).
@@ -80,7 +84,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove("proxy-connection");
+    headers.remove(PROXY_CONNECTION);
     if !keep_upgrade {
         headers.remove(header::UPGRADE);
     }
@@ -144,20 +148,31 @@ pub fn append_via(headers: &mut HeaderMap) {
 /// clients send) into origin-form with `Host` set from the authority, as a server would
 /// have received it directly. Origin-form requests are left alone.
 pub fn normalize_absolute_form<B>(req: &mut Request<B>) {
-    let Some(authority) = req.uri().authority().cloned() else {
+    let Some(authority) = req.uri().authority() else {
         return;
     };
     if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
         req.headers_mut().insert(header::HOST, host);
     }
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
-    if let Ok(uri) = path_and_query.parse::<Uri>() {
+    if let Some(uri) = rebuilt(req.uri(), None) {
         *req.uri_mut() = uri;
     }
+}
+
+/// `uri`'s path and query (`/` if it has none), after `http://authority` when given.
+/// Made from the parts, which share their bytes: nothing is formatted or parsed again.
+fn rebuilt(uri: &Uri, authority: Option<Authority>) -> Option<Uri> {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    if let Some(authority) = authority {
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority);
+    }
+    Uri::from_parts(parts).ok()
 }
 
 /// Whether `TE` lists `trailers` (gRPC clients send `te: trailers`).
@@ -175,24 +190,22 @@ pub fn te_trailers(headers: &HeaderMap) -> bool {
 /// the URI (`:authority`), the scheme is `http`, and the version is HTTP/2.
 pub fn to_h2_request(parts: &mut http::request::Parts) {
     parts.version = http::Version::HTTP_2;
-    if parts.uri.scheme() == Some(&http::uri::Scheme::HTTP) && parts.uri.authority().is_some() {
+    if parts.uri.scheme() == Some(&Scheme::HTTP) && parts.uri.authority().is_some() {
         // Already in the form HTTP/2 sends (every request that came over HTTP/2 in the
         // clear): nothing to rebuild.
         parts.headers.remove(header::HOST);
         return;
     }
     let authority = match parts.uri.authority() {
-        Some(a) => Some(a.as_str().to_owned()),
+        Some(a) => Some(a.clone()),
         None => parts
             .headers
             .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned),
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok()),
     };
     parts.headers.remove(header::HOST);
     let Some(authority) = authority else { return };
-    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    if let Ok(uri) = format!("http://{authority}{path}").parse::<Uri>() {
+    if let Some(uri) = rebuilt(&parts.uri, Some(authority)) {
         parts.uri = uri;
     }
 }
@@ -206,12 +219,7 @@ pub fn to_h1_request(parts: &mut http::request::Parts) {
     {
         parts.headers.insert(header::HOST, host);
     }
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
-    if let Ok(uri) = path.parse::<Uri>() {
+    if let Some(uri) = rebuilt(&parts.uri, None) {
         parts.uri = uri;
     }
 }
@@ -321,6 +329,10 @@ mod tests {
         normalize_absolute_form(&mut req);
         assert_eq!(req.uri(), "/a/b?x=1");
         assert_eq!(req.headers()["host"], "world:7778");
+        let mut bare = Request::get("http://world:7778").body(()).unwrap();
+        normalize_absolute_form(&mut bare);
+        assert_eq!(bare.uri(), "/");
+        assert_eq!(bare.headers()["host"], "world:7778");
         let mut origin = Request::get("/x").header("host", "hello").body(()).unwrap();
         normalize_absolute_form(&mut origin);
         assert_eq!(
