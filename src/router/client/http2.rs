@@ -319,7 +319,8 @@ impl BodyPipe {
                 }));
             }
             if let Some((data, eos)) = self.waiting.take() {
-                while self.stream.capacity() == 0 {
+                // An empty chunk (an end of stream of its own) needs no capacity.
+                while !data.is_empty() && self.stream.capacity() == 0 {
                     match self.stream.poll_capacity(cx) {
                         Poll::Pending => {
                             self.waiting = Some((data, eos));
@@ -344,20 +345,13 @@ impl BodyPipe {
             match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
-                        let eos = self.body.is_end_stream();
-                        if data.is_empty() {
-                            self.stream
-                                .send_data(data, eos)
-                                .map_err(|e| e.to_string())?;
-                            if eos {
-                                return Poll::Ready(Ok(()));
-                            }
-                            continue;
+                        if !data.is_empty() {
+                            // A small claim on the window, not the chunk's size: claims
+                            // of streams that wait would otherwise pin the connection's
+                            // window.
+                            self.stream.reserve_capacity(1);
                         }
-                        // A small claim on the window, not the chunk's size: claims of
-                        // streams that wait would otherwise pin the connection's window.
-                        self.stream.reserve_capacity(1);
-                        self.waiting = Some((data, eos));
+                        self.waiting = Some((data, self.body.is_end_stream()));
                     }
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
@@ -373,12 +367,8 @@ impl BodyPipe {
                     self.stream.send_reset(reset_reason(&*e));
                     return Poll::Ready(Err(format!("the request body failed: {e}")));
                 }
-                None => {
-                    self.stream
-                        .send_data(Bytes::new(), true)
-                        .map_err(|e| e.to_string())?;
-                    return Poll::Ready(Ok(()));
-                }
+                // The body ended without a frame saying so: an empty one does.
+                None => self.waiting = Some((Bytes::new(), true)),
             }
         }
     }
