@@ -454,3 +454,63 @@ fn cut_short(e: h2::Error) -> BoxError {
         Box::new(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that wraps another, as hyper's errors wrap h2's.
+    #[derive(Debug)]
+    struct Wrapped(h2::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("the client's body failed")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_reset_keeps_the_reason_found_among_the_sources() {
+        let cancel = Wrapped(h2::Error::from(Reason::CANCEL));
+        assert_eq!(reset_reason(&cancel), Reason::CANCEL);
+        let io = std::io::Error::other("broken pipe");
+        assert_eq!(reset_reason(&io), Reason::INTERNAL_ERROR);
+    }
+
+    #[test]
+    fn a_response_cut_short_with_no_error_resets_the_client_with_internal_error() {
+        let quiet = cut_short(h2::Error::from(Reason::NO_ERROR));
+        assert_eq!(reset_reason(&*quiet), Reason::INTERNAL_ERROR);
+        assert!(quiet.to_string().contains("before its end"), "{quiet}");
+        let cancelled = cut_short(h2::Error::from(Reason::CANCEL));
+        assert_eq!(reset_reason(&*cancelled), Reason::CANCEL);
+    }
+
+    #[test]
+    fn content_length_needs_one_valid_value() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(content_length(&headers), None);
+        headers.insert(header::CONTENT_LENGTH, " 12 ".parse().unwrap());
+        assert_eq!(content_length(&headers), Some(12));
+        headers.append(header::CONTENT_LENGTH, "12".parse().unwrap());
+        assert_eq!(content_length(&headers), None);
+        headers.insert(header::CONTENT_LENGTH, "twelve".parse().unwrap());
+        assert_eq!(content_length(&headers), None);
+    }
+
+    #[test]
+    fn empty_bodies_of_methods_without_payload_semantics_get_no_length() {
+        for method in [Method::GET, Method::HEAD, Method::DELETE, Method::CONNECT] {
+            assert!(!has_payload_semantics(&method), "{method}");
+        }
+        for method in [Method::POST, Method::PUT, Method::PATCH] {
+            assert!(has_payload_semantics(&method), "{method}");
+        }
+    }
+}
