@@ -37,6 +37,21 @@ pub(crate) fn median_rps(t: &Target) -> f64 {
     spread(&round_rps(t)).0
 }
 
+/// The median, minimum and maximum over the rounds of `through`'s requests per second
+/// divided by `direct`'s in the same round. A round measures both within seconds of
+/// each other, so a slow spell of the machine moves both of them and less their ratio,
+/// where the ratio of the two medians can pair one target's good rounds with the
+/// other's bad ones.
+pub(crate) fn paired_ratio(through: &Target, direct: &Target) -> (f64, f64, f64) {
+    paired(&round_rps(through), &round_rps(direct))
+}
+
+/// [`spread`] of `through[i] / direct[i]`, over the rounds both have.
+fn paired(through: &[f64], direct: &[f64]) -> (f64, f64, f64) {
+    let ratios: Vec<f64> = through.iter().zip(direct).map(|(t, d)| t / d).collect();
+    spread(&ratios)
+}
+
 /// A latency for the table.
 fn latency(us: f64) -> String {
     if !us.is_finite() {
@@ -187,8 +202,13 @@ fn render_section(s: &mut String, section: &Section) {
     }
 }
 
-/// Checks of [`spread`], run by `cargo test --benches`; panics on a mismatch.
+/// Checks of [`spread`] and [`paired`], run by `cargo test --benches`; panics on a
+/// mismatch.
 pub(crate) fn self_check() {
+    // Round by round: 0.5, 0.8, 0.5 (and a round only one target has is left out).
+    let (m, lo, hi) = paired(&[30.0, 40.0, 35.0, 9.0], &[60.0, 50.0, 70.0]);
+    assert!((m - 0.5).abs() < 1e-9 && (lo - 0.5).abs() < 1e-9 && (hi - 0.8).abs() < 1e-9);
+    assert!(paired(&[], &[]).0.is_nan());
     let (m, lo, hi) = spread(&[3.0, f64::NAN, 1.0, 2.0, 10.0]);
     assert!((m - 2.5).abs() < 1e-9 && (lo - 1.0).abs() < 1e-9 && (hi - 10.0).abs() < 1e-9);
     assert!((spread(&[4.0, 1.0, 2.0]).0 - 2.0).abs() < 1e-9);
