@@ -22,12 +22,25 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::router::client::LocalExec;
 use crate::router::http::{ConnInfo, handle, worker_for};
 use crate::router::{Router, ServerSpec, stats};
 
 /// How long a client may take to send a request head before the connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs hyper's HTTP/2 stream tasks on the current worker thread: bodies and services
+/// here are not `Send`, and never need to be.
+#[derive(Clone, Copy, Debug, Default)]
+struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: std::future::Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
 
 /// Tells connections to finish what they are doing and close; counts those still open.
 #[derive(Clone, Debug)]

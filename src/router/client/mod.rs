@@ -123,20 +123,6 @@ async fn open_unboxed(dial: &Dial<'_>, h2: bool) -> Result<Box<dyn Io>, ProxyErr
     }
 }
 
-/// Runs HTTP/2 connection and stream tasks on the current worker thread: bodies and
-/// services here are not `Send`, and never need to be.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LocalExec;
-
-impl<F> hyper::rt::Executor<F> for LocalExec
-where
-    F: std::future::Future + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
-}
-
 fn checkout(key: &PoolKey) -> Option<Sender> {
     POOL.with(|p| {
         let mut pool = p.borrow_mut();
