@@ -8,10 +8,9 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 
-use support::{Proc, backend, curl, free_port, listening, plexus_bin, scratch, wait_for};
+use support::{Proc, backend, curl, free_port, run_plexus, scratch};
 
 struct Node {
     router: SocketAddr,
@@ -35,18 +34,9 @@ namers:\n- kind: io.l5d.fs\n  rootDir: {disco}\n\
 routers:\n- protocol: http\n  label: {label}\n  dtab: /svc => /#/io.l5d.fs;\n{client}  servers:\n  - ip: {ip}\n    port: {port}\n",
         disco = disco.display()
     );
-    std::fs::write(dir.join("plexus.yaml"), config).expect("config");
-    let plexus = Proc::spawn(
-        Command::new(plexus_bin())
-            .arg("run")
-            .arg(dir.join("plexus.yaml")),
-        dir.join("plexus.log"),
-    );
     let router: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
     let admin: SocketAddr = format!("{ip}:{admin}").parse().expect("addr");
-    wait_for(&format!("{name} to serve"), || {
-        listening(router) && listening(admin)
-    });
+    let plexus = run_plexus(name, &dir, &config, router, admin);
     Node {
         router,
         admin,

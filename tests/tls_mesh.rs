@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{Proc, backend, curl, free_port, listening, plexus_bin, scratch, wait_for};
+use support::{Proc, backend, curl, free_port, plexus_bin, run_plexus, scratch, wait_for};
 
 struct Node {
     router: SocketAddr,
@@ -42,21 +42,9 @@ namers:\n- kind: io.l5d.fs\n  rootDir: {disco}\n\
 routers:\n- protocol: http\n  label: {label}\n  dtab: /svc => /#/io.l5d.fs;\n{router_extra}  servers:\n  - ip: {ip}\n    port: {port}\n{server_extra}",
         disco = disco.display()
     );
-    std::fs::write(dir.join("plexus.yaml"), &config).expect("config");
-    let mut plexus = Proc::spawn(
-        Command::new(plexus_bin())
-            .arg("run")
-            .arg(dir.join("plexus.yaml")),
-        dir.join("plexus.log"),
-    );
     let router: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
     let admin: SocketAddr = format!("{ip}:{admin}").parse().expect("addr");
-    wait_for(&format!("{name} to serve"), || {
-        if let Ok(Some(_)) = plexus.child.try_wait() {
-            panic!("{name} exited:\n{}\nconfig:\n{config}", plexus.log_text());
-        }
-        listening(router) && listening(admin)
-    });
+    let plexus = run_plexus(name, &dir, &config, router, admin);
     Node {
         router,
         admin,

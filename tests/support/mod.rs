@@ -158,6 +158,32 @@ impl Drop for Proc {
     }
 }
 
+/// Runs `plexus run` on `config` (written to `dir/plexus.yaml`, logging to
+/// `dir/plexus.log`) and waits until `router` and `admin` accept connections; a Plexus
+/// that exits first fails the test with its log and config.
+pub fn run_plexus(
+    name: &str,
+    dir: &Path,
+    config: &str,
+    router: SocketAddr,
+    admin: SocketAddr,
+) -> Proc {
+    std::fs::write(dir.join("plexus.yaml"), config).expect("config");
+    let mut plexus = Proc::spawn(
+        Command::new(plexus_bin())
+            .arg("run")
+            .arg(dir.join("plexus.yaml")),
+        dir.join("plexus.log"),
+    );
+    wait_for(&format!("{name} to serve"), || {
+        if let Ok(Some(_)) = plexus.child.try_wait() {
+            panic!("{name} exited:\n{}\nconfig:\n{config}", plexus.log_text());
+        }
+        listening(router) && listening(admin)
+    });
+    plexus
+}
+
 /// Whether something accepts connections at `addr`.
 pub fn listening(addr: SocketAddr) -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()

@@ -321,25 +321,16 @@ pub fn node(
     keys: &str,
     server_keys: &str,
 ) -> Node {
-    use super::{Proc, free_port, listening, plexus_bin, scratch, wait_for};
+    use super::{free_port, run_plexus, scratch};
     let dir = scratch(name);
     let (port, admin) = (free_port(), free_port());
     let config = format!(
         "admin: {{ip: {ip}, port: {admin}}}\n\
 routers:\n- protocol: {protocol}\n  label: {label}\n{keys}  servers:\n  - ip: {ip}\n    port: {port}\n{server_keys}"
     );
-    std::fs::write(dir.join("plexus.yaml"), &config).expect("config");
-    let plexus = Proc::spawn(
-        std::process::Command::new(plexus_bin())
-            .arg("run")
-            .arg(dir.join("plexus.yaml")),
-        dir.join("plexus.log"),
-    );
     let router: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
     let admin: SocketAddr = format!("{ip}:{admin}").parse().expect("addr");
-    wait_for(&format!("{name} to serve"), || {
-        listening(router) && listening(admin)
-    });
+    let plexus = run_plexus(name, &dir, &config, router, admin);
     Node {
         router,
         admin,
