@@ -927,12 +927,8 @@ impl Replay {
                 copy: Arc::default(),
             });
         }
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        match declared {
-            Some(n) if n <= DEFAULT_RETRY_BUFFER_BYTES => {
+        match h::content_length(headers) {
+            Some(n) if n <= DEFAULT_RETRY_BUFFER_BYTES as u64 => {
                 let collected = http_body_util::Limited::new(body, DEFAULT_RETRY_BUFFER_BYTES)
                     .collect()
                     .await

@@ -175,6 +175,17 @@ fn rebuilt(uri: &Uri, authority: Option<Authority>) -> Option<Uri> {
     Uri::from_parts(parts).ok()
 }
 
+/// The `Content-Length` of a message when it has exactly one valid value; `None` when it
+/// has none, several, or one that is not a number.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()?.trim().parse().ok()
+}
+
 /// Whether `TE` lists `trailers` (gRPC clients send `te: trailers`).
 pub fn te_trailers(headers: &HeaderMap) -> bool {
     headers
@@ -258,6 +269,18 @@ mod tests {
             b = b.header(header::HOST, host);
         }
         b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn content_length_needs_one_valid_value() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(content_length(&headers), None);
+        headers.insert(header::CONTENT_LENGTH, " 12 ".parse().unwrap());
+        assert_eq!(content_length(&headers), Some(12));
+        headers.append(header::CONTENT_LENGTH, "12".parse().unwrap());
+        assert_eq!(content_length(&headers), None);
+        headers.insert(header::CONTENT_LENGTH, "twelve".parse().unwrap());
+        assert_eq!(content_length(&headers), None);
     }
 
     #[test]

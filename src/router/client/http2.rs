@@ -28,7 +28,7 @@ use futures::FutureExt;
 use futures::future::{LocalBoxFuture, Shared};
 use h2::client::SendRequest;
 use h2::{Reason, RecvStream, SendStream};
-use http::{HeaderMap, Method, Request, Response, header};
+use http::{Method, Request, Response, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
@@ -112,7 +112,7 @@ pub(super) async fn send(
             if let Some(pipe) = pipe {
                 tokio::task::spawn_local(pipe);
             }
-            let length = content_length(rsp.headers());
+            let length = plexus_http::headers::content_length(rsp.headers());
             Ok(rsp.map(|recv| ResponseBody::new(recv, length).boxed_unsync()))
         }
         Err(e) => Err(SendError {
@@ -128,16 +128,6 @@ fn has_payload_semantics(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT
     )
-}
-
-/// The `Content-Length` of a response, when it has exactly one valid value.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    first.to_str().ok()?.trim().parse().ok()
 }
 
 /// The endpoint's connection, ready for a new stream: the open one, or the one being
@@ -490,18 +480,6 @@ mod tests {
         assert!(quiet.to_string().contains("before its end"), "{quiet}");
         let cancelled = cut_short(h2::Error::from(Reason::CANCEL));
         assert_eq!(reset_reason(&*cancelled), Reason::CANCEL);
-    }
-
-    #[test]
-    fn content_length_needs_one_valid_value() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(content_length(&headers), None);
-        headers.insert(header::CONTENT_LENGTH, " 12 ".parse().unwrap());
-        assert_eq!(content_length(&headers), Some(12));
-        headers.append(header::CONTENT_LENGTH, "12".parse().unwrap());
-        assert_eq!(content_length(&headers), None);
-        headers.insert(header::CONTENT_LENGTH, "twelve".parse().unwrap());
-        assert_eq!(content_length(&headers), None);
     }
 
     #[test]
