@@ -18,7 +18,6 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use plexus_http::headers as h;
 
@@ -40,7 +39,9 @@ use super::{Router, ServerSpec, choose, identify};
 use crate::naming::{self, Addr, Bound, Dtab, NameTree, Path};
 use crate::telemetry::{AttemptOutcome, Observation};
 
+mod request_body;
 mod stream_end;
+pub use request_body::RequestBody;
 use stream_end::{End, OnEnd};
 
 /// A router as one worker thread sees it: the shared configuration plus this worker's
@@ -371,7 +372,7 @@ pub async fn handle(
     worker: Rc<Worker>,
     server: Rc<ServerSpec>,
     conn: Rc<ConnInfo>,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Response<ProxyBody> {
     let router = &worker.router;
     let stats = worker.server_stats(server.addr);
@@ -448,7 +449,7 @@ async fn route(
     server: &ServerSpec,
     conn: &ConnInfo,
     obs: &Observation<'_>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let router = &worker.router;
     let (mut parts, body) = req.into_parts();
@@ -681,7 +682,7 @@ async fn dispatch(
     local: &Dtab,
     deadline: Option<Deadline>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<Answer, ProxyError> {
     let router = &worker.router;
     let tree = bind(worker, local, dst).await?;
@@ -897,12 +898,12 @@ enum Replay {
     /// Kept in memory: every attempt gets a copy.
     Buffered(Bytes),
     /// Streamed: only the first attempt gets it.
-    Stream(Option<Incoming>),
+    Stream(Option<RequestBody>),
     /// Streamed to the first attempt as it arrives while a copy is kept (an HTTP/2 body
     /// of unknown length, as gRPC requests are): later attempts get the copy if the body
     /// ended within the bound by the time the first attempt was answered.
     Teed {
-        first: Option<Incoming>,
+        first: Option<RequestBody>,
         copy: Arc<std::sync::Mutex<TeeCopy>>,
     },
 }
@@ -914,7 +915,7 @@ impl Replay {
     /// streaming call whose client waits for an answer before it sends more. HTTP/1.1
     /// chunked bodies are never kept: Linkerd never retries them.
     async fn buffer(
-        body: Incoming,
+        body: RequestBody,
         headers: &http::HeaderMap,
         h2: bool,
     ) -> Result<Replay, ProxyError> {
@@ -980,9 +981,7 @@ impl Replay {
                         .then(|| full(Bytes::copy_from_slice(&copy.kept)))
                 }
             },
-            Replay::Stream(s) => s
-                .take()
-                .map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),
+            Replay::Stream(s) => s.take().map(BodyExt::boxed_unsync),
         }
     }
 }
@@ -1011,7 +1010,7 @@ fn lock(copy: &std::sync::Mutex<TeeCopy>) -> std::sync::MutexGuard<'_, TeeCopy> 
 
 /// A request body passed on frame by frame, copying its data while it fits the bound.
 struct Tee {
-    inner: Incoming,
+    inner: RequestBody,
     copy: Arc<std::sync::Mutex<TeeCopy>>,
 }
 
@@ -1048,7 +1047,7 @@ impl http_body::Body for Tee {
             copy.ended = true;
         }
         drop(copy);
-        polled.map(|f| f.map(|r| r.map_err(|e| -> BoxError { Box::new(e) })))
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

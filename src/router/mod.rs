@@ -16,6 +16,7 @@ pub mod binding;
 pub mod choose;
 pub mod client;
 pub mod error;
+pub mod h2body;
 pub mod http;
 pub mod identify;
 pub mod peer;

@@ -2,7 +2,8 @@
 //!
 //! A [`ServerActor`] (one per router server, on the main arbiter) accepts connections
 //! and hands each to a worker arbiter in turn, where an [`HttpConnection`] actor serves
-//! it with hyper. Workers are single-threaded (actix arbiters), so a connection's
+//! it: h2 routers with Plexus's own HTTP/2 server ([`http2`]), HTTP/1.1 routers with
+//! hyper, Thrift routers with [`crate::router::thrift`]. Workers are single-threaded (actix arbiters), so a connection's
 //! requests, its pooled upstream connections and its caches never cross threads. The
 //! [`Drain`] signal makes every connection finish its in-flight requests and close;
 //! the runtime waits for them within the grace period.
@@ -15,14 +16,17 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
-use hyper::server::conn::http2;
+use http::{Request, Response};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::router::http::{ConnInfo, handle, worker_for};
+mod http2;
+
+use crate::router::client::ProxyBody;
+use crate::router::http::{ConnInfo, RequestBody, handle, worker_for};
 use crate::router::{Router, ServerSpec, stats};
 
 /// How long a client may take to send a request head before the connection is closed.
@@ -284,37 +288,28 @@ impl Actor for HttpConnection {
             return;
         }
         let spec = self.spec.clone();
-        let service_spec = spec.clone();
-        let protocols = self.protocols.clone();
+        let requests = Requests {
+            worker,
+            spec: spec.clone(),
+            conn,
+            protocols: self.protocols.clone(),
+        };
         let drain = self.drain.clone();
         let head_limit = self.router.limits.max_head_bytes.max(8192);
         let label = self.router.label.clone();
         let serve = async move {
-            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                if req.version() == http::Version::HTTP_2 {
-                    protocols.h2.increment(1);
-                } else {
-                    protocols.http1.increment(1);
-                }
-                let (worker, spec, conn) = (worker.clone(), service_spec.clone(), conn.clone());
-                // Boxed: hyper runs each stream as a task of its own, and the runtime
-                // moves a task's future when it spawns it and when it completes; a
-                // pointer moves cheaper than the request's whole state.
-                let answer = Box::pin(handle(worker, spec, conn, req));
-                async move { Ok::<_, Infallible>(answer.await) }
-            });
             let Some(tls) = &spec.tls else {
-                return serve(TokioIo::new(stream), &spec, svc, head_limit, drain).await;
+                return serve(stream, &spec, requests, head_limit, drain).await;
             };
             if spec.accept_plaintext && !starts_with_tls(&stream).await {
                 // A peer that has not negotiated TLS (or an application): plaintext.
-                return serve(TokioIo::new(stream), &spec, svc, head_limit, drain).await;
+                return serve(stream, &spec, requests, head_limit, drain).await;
             }
             let peer = stream.peer_addr().ok();
             match tls.accept(stream).await {
                 Ok(stream) => {
                     stats::tls_connections(&label, &spec.addr).increment(1);
-                    serve(TokioIo::new(stream), &spec, svc, head_limit, drain).await;
+                    serve(stream, &spec, requests, head_limit, drain).await;
                 }
                 Err(e) => {
                     stats::tls_failures(&label, &spec.addr, e.metric_label()).increment(1);
@@ -369,49 +364,67 @@ async fn starts_with_tls(stream: &TcpStream) -> bool {
     )
 }
 
+/// What a connection's requests are handed to: the router's pipeline, with the
+/// server and the connection they arrived on.
+struct Requests {
+    worker: Rc<crate::router::http::Worker>,
+    spec: Rc<ServerSpec>,
+    conn: Rc<ConnInfo>,
+    protocols: Protocols,
+}
+
+impl http2::Serve for Requests {
+    fn serve(
+        &self,
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Response<ProxyBody>> + use<> {
+        if req.version() == http::Version::HTTP_2 {
+            self.protocols.h2.increment(1);
+        } else {
+            self.protocols.http1.increment(1);
+        }
+        handle(
+            self.worker.clone(),
+            self.spec.clone(),
+            self.conn.clone(),
+            req,
+        )
+    }
+}
+
 /// Serves one connection (plain or TLS) with the router's protocol: HTTP/2 for h2
-/// routers; HTTP/1.1 from applications and HTTP/2 (prior knowledge, or ALPN `h2`) from
-/// Plexus peers that negotiated the upgrade (see [`crate::router::peer`]) otherwise.
-async fn serve<IO, S, B>(
+/// routers (Plexus's own server, [`http2`]); HTTP/1.1 from applications and HTTP/2
+/// (prior knowledge, or ALPN `h2`) from Plexus peers that negotiated the upgrade (see
+/// [`crate::router::peer`]) otherwise, both with hyper.
+async fn serve<IO>(
     io: IO,
     spec: &ServerSpec,
-    svc: S,
+    requests: Requests,
     head_limit: usize,
     drain: watch::Receiver<bool>,
 ) where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
-        + hyper::service::HttpService<hyper::body::Incoming, ResBody = B>
-        + 'static,
-    <S as hyper::service::Service<http::Request<hyper::body::Incoming>>>::Future: 'static,
-    <S as hyper::service::Service<http::Request<hyper::body::Incoming>>>::Error:
-        Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    match spec.h2 {
-        Some(h2) => {
-            let conn = http2::Builder::new(LocalExec)
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(h2.max_concurrent_streams)
-                .initial_stream_window_size(h2.initial_stream_window)
-                .max_frame_size(h2.max_frame_size)
-                .max_header_list_size(h2.max_header_list_size)
-                .serve_connection(io, svc);
-            serve_until_drained(conn, drain).await;
-        }
-        None => {
-            let mut builder = auto::Builder::new(LocalExec);
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(head_limit);
-            builder.http2().timer(TokioTimer::new());
-            let conn = builder.serve_connection_with_upgrades(io, svc);
-            serve_until_drained(conn, drain).await;
-        }
+    if let Some(h2) = &spec.h2 {
+        return http2::serve(io, h2, &requests, drain).await;
     }
+    let requests = Rc::new(requests);
+    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+        // Boxed: hyper runs each HTTP/2 stream as a task of its own, and the runtime
+        // moves a task's future when it spawns it and when it completes; a pointer
+        // moves cheaper than the request's whole state.
+        let answer = Box::pin(http2::Serve::serve(&*requests, req.map(RequestBody::Hyper)));
+        async move { Ok::<_, Infallible>(answer.await) }
+    });
+    let mut builder = auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(head_limit);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    serve_until_drained(conn, drain).await;
 }
 
 async fn serve_until_drained<C, E>(conn: C, mut drain: watch::Receiver<bool>)
@@ -456,20 +469,6 @@ where
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    fn graceful(self: std::pin::Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
-impl<I, S, B, E> GracefulConn for hyper::server::conn::http2::Connection<I, S, E>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
     fn graceful(self: std::pin::Pin<&mut Self>) {

@@ -13,27 +13,26 @@
 //!
 //! What a proxy owes both sides of a stream is kept: a request dropped before its
 //! response (the client went away, a timeout fired) resets its stream with `CANCEL`,
-//! and a reset reaches the other side with its reason, `CANCEL` included (so a body cut
-//! short never passes for a whole one).
+//! and a reset reaches the other side with its reason (see [`crate::router::h2body`],
+//! which the server shares).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{LocalBoxFuture, Shared};
 use h2::client::SendRequest;
-use h2::{Reason, RecvStream, SendStream};
 use http::{Method, Request, Response, header};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::BodyExt;
 
-use super::{BoxError, Dial, PoolKey, ProxyBody, SendError, connect_failed, open, with_sources};
+use super::{Dial, PoolKey, ProxyBody, SendError, connect_failed, open, with_sources};
 use crate::router::error::{ErrorKind, ProxyError};
+use crate::router::h2body::{RecvBody, SendBody};
 use crate::router::policy::ClientTlsTarget;
 
 /// Each stream's receive window: large, so one stream can fill a fast link.
@@ -93,7 +92,7 @@ pub(super) async fn send(
         error: failure(addr, &e),
         unsent: None,
     })?;
-    let mut pipe = (!eos).then(|| BodyPipe::new(body, stream));
+    let mut pipe = (!eos).then(|| SendBody::new(body, stream, "request body"));
     let mut response = response;
     // The response head, while sending what the body has ready.
     let answered = poll_fn(|cx| {
@@ -113,7 +112,7 @@ pub(super) async fn send(
                 tokio::task::spawn_local(pipe);
             }
             let length = plexus_http::headers::content_length(rsp.headers());
-            Ok(rsp.map(|recv| ResponseBody::new(recv, length).boxed_unsync()))
+            Ok(rsp.map(|recv| RecvBody::new(recv, length).boxed_unsync()))
         }
         Err(e) => Err(SendError {
             error: failure(addr, &e),
@@ -267,220 +266,9 @@ fn failure(addr: std::net::SocketAddr, e: &h2::Error) -> ProxyError {
     ProxyError::new(ErrorKind::Upstream, format!("{addr}: {}", with_sources(e)))
 }
 
-/// The reason to reset a stream with when its other side failed: the HTTP/2 reason
-/// that side's error carries (a client's `CANCEL` stays `CANCEL`), else
-/// `INTERNAL_ERROR`.
-fn reset_reason(error: &(dyn std::error::Error + 'static)) -> Reason {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if let Some(reason) = e.downcast_ref::<h2::Error>().and_then(h2::Error::reason) {
-            return reason;
-        }
-        cause = e.source();
-    }
-    Reason::INTERNAL_ERROR
-}
-
-/// Sends a request body on its stream, as the endpoint's flow control allows.
-struct BodyPipe {
-    body: ProxyBody,
-    stream: SendStream<Bytes>,
-    /// A chunk taken from the body, waiting for the stream to have capacity.
-    waiting: Option<(Bytes, bool)>,
-}
-
-impl BodyPipe {
-    fn new(body: ProxyBody, stream: SendStream<Bytes>) -> Self {
-        BodyPipe {
-            body,
-            stream,
-            waiting: None,
-        }
-    }
-
-    fn pump(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
-        loop {
-            // The endpoint reset the stream: nothing more to send (the response side
-            // reports why).
-            if let Poll::Ready(reset) = self.stream.poll_reset(cx) {
-                return Poll::Ready(Err(match reset {
-                    Ok(reason) => format!("the endpoint reset the stream: {reason}"),
-                    Err(e) => e.to_string(),
-                }));
-            }
-            if let Some((data, eos)) = self.waiting.take() {
-                // An empty chunk (an end of stream of its own) needs no capacity.
-                while !data.is_empty() && self.stream.capacity() == 0 {
-                    match self.stream.poll_capacity(cx) {
-                        Poll::Pending => {
-                            self.waiting = Some((data, eos));
-                            return Poll::Pending;
-                        }
-                        Poll::Ready(Some(Ok(_))) => {}
-                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e.to_string())),
-                        Poll::Ready(None) => {
-                            return Poll::Ready(Err("the stream closed while sending".into()));
-                        }
-                    }
-                }
-                // h2 keeps what exceeds the capacity, within its send buffer.
-                self.stream
-                    .send_data(data, eos)
-                    .map_err(|e| e.to_string())?;
-                if eos {
-                    return Poll::Ready(Ok(()));
-                }
-                continue;
-            }
-            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        if !data.is_empty() {
-                            // A small claim on the window, not the chunk's size: claims
-                            // of streams that wait would otherwise pin the connection's
-                            // window.
-                            self.stream.reserve_capacity(1);
-                        }
-                        self.waiting = Some((data, self.body.is_end_stream()));
-                    }
-                    Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
-                            self.stream.reserve_capacity(0);
-                            self.stream
-                                .send_trailers(trailers)
-                                .map_err(|e| e.to_string())?;
-                            return Poll::Ready(Ok(()));
-                        }
-                    }
-                },
-                Some(Err(e)) => {
-                    self.stream.send_reset(reset_reason(&*e));
-                    return Poll::Ready(Err(format!("the request body failed: {e}")));
-                }
-                // The body ended without a frame saying so: an empty one does.
-                None => self.waiting = Some((Bytes::new(), true)),
-            }
-        }
-    }
-}
-
-impl Future for BodyPipe {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.get_mut().pump(cx).map(|sent| {
-            if let Err(why) = sent {
-                tracing::debug!(why, "request body not sent to the end");
-            }
-        })
-    }
-}
-
-/// A response body from an endpoint's stream, returning flow-control capacity to the
-/// endpoint as it is read. A reset arrives as an error with the endpoint's reason, so
-/// the client's stream is reset with it too (see [`cut_short`]).
-struct ResponseBody {
-    recv: RecvStream,
-    data_done: bool,
-    length: Option<u64>,
-}
-
-impl ResponseBody {
-    fn new(recv: RecvStream, length: Option<u64>) -> Self {
-        ResponseBody {
-            recv,
-            data_done: false,
-            length,
-        }
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        if !this.data_done {
-            match ready!(this.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = this.recv.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(e)) => return Poll::Ready(Some(Err(cut_short(e)))),
-                None => this.data_done = true,
-            }
-        }
-        match ready!(this.recv.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(cut_short(e)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.length
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
-    }
-}
-
-/// The error of a response body that a reset ended before its end. `NO_ERROR` is the
-/// one reason not passed on: the endpoint meant "stop sending, the response is
-/// complete" (RFC 9113 section 8.1), but h2 reports a reset as an error only when the
-/// response was not complete, and a client told `NO_ERROR` would take the truncated
-/// body for a whole one. Without an h2 error among its sources, the client's stream is
-/// reset with `INTERNAL_ERROR`.
-fn cut_short(e: h2::Error) -> BoxError {
-    if e.reason() == Some(Reason::NO_ERROR) {
-        format!("the endpoint ended the response before its end: {e}").into()
-    } else {
-        Box::new(e)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An error that wraps another, as hyper's errors wrap h2's.
-    #[derive(Debug)]
-    struct Wrapped(h2::Error);
-
-    impl std::fmt::Display for Wrapped {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("the client's body failed")
-        }
-    }
-
-    impl std::error::Error for Wrapped {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn a_reset_keeps_the_reason_found_among_the_sources() {
-        let cancel = Wrapped(h2::Error::from(Reason::CANCEL));
-        assert_eq!(reset_reason(&cancel), Reason::CANCEL);
-        let io = std::io::Error::other("broken pipe");
-        assert_eq!(reset_reason(&io), Reason::INTERNAL_ERROR);
-    }
-
-    #[test]
-    fn a_response_cut_short_with_no_error_resets_the_client_with_internal_error() {
-        let quiet = cut_short(h2::Error::from(Reason::NO_ERROR));
-        assert_eq!(reset_reason(&*quiet), Reason::INTERNAL_ERROR);
-        assert!(quiet.to_string().contains("before its end"), "{quiet}");
-        let cancelled = cut_short(h2::Error::from(Reason::CANCEL));
-        assert_eq!(reset_reason(&*cancelled), Reason::CANCEL);
-    }
 
     #[test]
     fn empty_bodies_of_methods_without_payload_semantics_get_no_length() {
