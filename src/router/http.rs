@@ -501,9 +501,11 @@ async fn route(
             // Boxed: the rest of the request's state (the service and client stacks) is
             // kilobytes, and every future that holds a future inline is copied whole
             // when it is made; this keeps the request's outer futures small.
-            let attempt = Box::pin(dispatch(
-                worker, server, conn, obs, &service, &dst, &local, deadline, parts, body,
-            ));
+            let attempt = super::boxed(|| {
+                dispatch(
+                    worker, server, conn, obs, &service, &dst, &local, deadline, parts, body,
+                )
+            });
             match remaining.flatten() {
                 None => attempt.await,
                 Some(left) => match tokio::time::timeout(left, attempt).await {

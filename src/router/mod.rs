@@ -36,6 +36,14 @@ use crate::naming::{Dtab, Namers, Path};
 
 pub use error::{ErrorKind, ProxyError};
 
+/// Boxes the future `make` makes, allocating first so that it is written straight into
+/// its box. `Box::pin(make())` builds it on the stack and then copies it, all of it:
+/// kilobytes for a request's futures, on every request (see `benches/README.md`).
+#[inline(always)]
+pub fn boxed<F>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
 /// One listening socket of a router.
 #[derive(Clone, Debug)]
 pub struct ServerSpec {

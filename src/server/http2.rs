@@ -131,7 +131,7 @@ fn open<S: Serve>(
     let length = plexus_http::headers::content_length(&parts.headers);
     let req = Request::from_parts(parts, RequestBody::H2(RecvBody::new(recv, length)));
     Stream::Answering {
-        answer: Box::pin(requests.serve(req)),
+        answer: crate::router::boxed(|| requests.serve(req)),
         respond,
     }
 }

@@ -413,7 +413,8 @@ async fn serve<IO>(
         // Boxed: hyper runs each HTTP/2 stream as a task of its own, and the runtime
         // moves a task's future when it spawns it and when it completes; a pointer
         // moves cheaper than the request's whole state.
-        let answer = Box::pin(http2::Serve::serve(&*requests, req.map(RequestBody::Hyper)));
+        let answer =
+            crate::router::boxed(|| http2::Serve::serve(&*requests, req.map(RequestBody::Hyper)));
         async move { Ok::<_, Infallible>(answer.await) }
     });
     let mut builder = auto::Builder::new(LocalExec);

@@ -218,7 +218,7 @@ pub async fn send(
         }
         // Boxed: its state (an HTTP/1.1 and an HTTP/2 send) would otherwise make every
         // request's future larger, on h2 routers too, where it is never taken.
-        crate::config::HttpVersion::Http1 => Box::pin(send_to_peer(dial, req)).await,
+        crate::config::HttpVersion::Http1 => crate::router::boxed(|| send_to_peer(dial, req)).await,
     }
 }
 

@@ -262,14 +262,11 @@ impl Conn {
                         } else {
                             self.counters.thrift.increment(1);
                         }
-                        calls.push_back(Box::pin(call(
-                            self.worker.clone(),
-                            self.spec.clone(),
-                            msg,
-                            ctx,
-                            framed,
-                            upgraded.is_some(),
-                        )));
+                        let (worker, spec) = (self.worker.clone(), self.spec.clone());
+                        let ttwitter = upgraded.is_some();
+                        calls.push_back(crate::router::boxed(|| {
+                            call(worker, spec, msg, ctx, framed, ttwitter)
+                        }));
                     }
                     Ok(Some(Incoming::Refused(header, why))) => {
                         tracing::debug!(router = %router.label, method = %header.name, %why, "refused a message");
