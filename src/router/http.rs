@@ -613,6 +613,9 @@ impl AtEnd {
     }
 }
 
+/// Headers the proxy may add to a request before sending it on.
+const ADDED_HEADERS: usize = 10;
+
 /// `grpc-status`, pre-built: it is looked up in every gRPC response's head and
 /// trailers, and a `&str` name would be parsed each time.
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static(h::GRPC_STATUS);
@@ -693,14 +696,18 @@ async fn dispatch(
 
     let h2 = router.version == crate::config::HttpVersion::H2;
     let upgrade = !h2 && h::is_upgrade(&parts.headers);
-    let te_trailers = h2 && h::te_trailers(&parts.headers);
-    h::strip_hop_by_hop(&mut parts.headers, upgrade);
-    if te_trailers {
-        // The one TE value HTTP/2 allows; gRPC peers expect it.
-        parts
-            .headers
-            .insert(header::TE, HeaderValue::from_static("trailers"));
-    }
+    h::strip_hop_by_hop(
+        &mut parts.headers,
+        h::Keep {
+            upgrade,
+            // The one TE value HTTP/2 allows; gRPC peers expect it.
+            te_trailers: h2,
+        },
+    );
+    // Room for what the proxy adds below (`l5d-dst-*`, the request id, the deadline,
+    // `Via`, trace context) at once: the map otherwise grows, and rehashes every
+    // header, more than once.
+    parts.headers.reserve(ADDED_HEADERS);
     if h2 {
         h::to_h2_request(&mut parts);
     } else {
@@ -742,9 +749,12 @@ async fn dispatch(
     }
     h::append_via(&mut parts.headers);
 
-    let mut inbound = Request::from_parts(parts, body);
-    let inbound_upgrade = upgrade.then(|| hyper::upgrade::on(&mut inbound));
-    let (parts, body) = inbound.into_parts();
+    // What `hyper::upgrade::on` takes from a request, taken from its head.
+    let inbound_upgrade = if upgrade {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
     let classifier = service.policy.classifier;
     // A request can be retried only if its body can be sent again: empty, or small
     // enough to keep (bodies of methods the classifier never retries always stream).
@@ -859,7 +869,13 @@ async fn dispatch(
     let ((mut rsp, at_end), class) = result?;
 
     let switching = rsp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    h::strip_hop_by_hop(rsp.headers_mut(), switching);
+    h::strip_hop_by_hop(
+        rsp.headers_mut(),
+        h::Keep {
+            upgrade: switching,
+            te_trailers: false,
+        },
+    );
     if switching {
         rsp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -98,7 +98,9 @@ pub struct ScopeStats {
     last_used: Option<(Arc<AtomicU64>, Instant)>,
     requests: Counter,
     latency: Histogram,
-    by_status: RefCell<HashMap<u16, (Counter, Counter)>>,
+    /// Per status code seen: its counter and its class's (`2XX`). A scope sees a
+    /// handful of codes, so a list is searched faster than a map is hashed.
+    by_status: RefCell<Vec<(u16, Counter, Counter)>>,
     /// What a request's end counts, shared with the [`Deferred`] ends of streams.
     ends: Arc<Ends>,
 }
@@ -182,7 +184,7 @@ impl ScopeStats {
             }),
             scope,
             last_used,
-            by_status: RefCell::new(HashMap::new()),
+            by_status: RefCell::new(Vec::new()),
         }
     }
 
@@ -221,23 +223,21 @@ impl ScopeStats {
         self.latency
             .record(started.elapsed().as_secs_f64() * 1000.0);
         if let Some(code) = status {
-            let (exact, class) = self.status(code);
+            let mut by_status = self.by_status.borrow_mut();
+            let i = match by_status.iter().position(|(c, ..)| *c == code) {
+                Some(i) => i,
+                None => {
+                    let exact = format!("rt:{}:status:{code}", self.scope.key());
+                    let class = format!("rt:{}:status:{}XX", self.scope.key(), code / 100);
+                    let labels: Vec<(String, String)> = self.ends.labels.to_vec();
+                    by_status.push((code, counter!(exact, &labels), counter!(class, &labels)));
+                    by_status.len() - 1
+                }
+            };
+            let (_, exact, class) = &by_status[i];
             exact.increment(1);
             class.increment(1);
         }
-    }
-
-    fn status(&self, code: u16) -> (Counter, Counter) {
-        self.by_status
-            .borrow_mut()
-            .entry(code)
-            .or_insert_with(|| {
-                let exact = format!("rt:{}:status:{code}", self.scope.key());
-                let class = format!("rt:{}:status:{}XX", self.scope.key(), code / 100);
-                let labels: Vec<(String, String)> = self.ends.labels.to_vec();
-                (counter!(exact, &labels), counter!(class, &labels))
-            })
-            .clone()
     }
 }
 

@@ -188,7 +188,7 @@ impl<A: Future<Output = Response<ProxyBody>>> Future for Stream<A> {
 fn respond_with(respond: &mut SendResponse<Bytes>, rsp: Response<ProxyBody>) -> Option<SendBody> {
     let (mut parts, body) = rsp.into_parts();
     // HTTP/2 has no connection-specific headers (RFC 9113 section 8.2.2).
-    plexus_http::headers::strip_hop_by_hop(&mut parts.headers, false);
+    plexus_http::headers::strip_hop_by_hop(&mut parts.headers, Default::default());
     let eos = body.is_end_stream();
     if !eos && let Some(len) = body.size_hint().exact() {
         parts

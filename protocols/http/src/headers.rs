@@ -1,7 +1,7 @@
 //! Proxy header rules: hop-by-hop headers, `Via`, absolute-form requests and the
 //! `l5d-*` headers Linkerd 1.x users rely on.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Uri};
 
@@ -52,42 +52,112 @@ pub const L5D_SUCCESS_CLASS: &str = "l5d-success-class";
 pub const VIA_ENTRY: &str = "1.1 plexus";
 
 /// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1,
-/// plus the `Proxy-*` headers of the hop to the proxy).
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// plus the `Proxy-*` headers of the hop to the proxy, and `Proxy-Connection`, which
+/// old clients send instead of `Connection`), in the order of [`hop_by_hop_index`].
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-/// `Proxy-Connection`, which old clients send instead of `Connection`.
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// Where a name is in [`HOP_BY_HOP`], if it is there: one match on the name rather
+/// than a comparison with each.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-authenticate" => 2,
+        "proxy-authorization" => 3,
+        "proxy-connection" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
+}
+
+/// The bit of `TE` and of `Upgrade` in [`strip_hop_by_hop`]'s set.
+const TE_BIT: u16 = 1 << 5;
+const UPGRADE_BIT: u16 = 1 << 8;
+
+/// What [`strip_hop_by_hop`] keeps of the hop-by-hop headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// `Upgrade` (a WebSocket or other upgrade that is being passed through).
+    pub upgrade: bool,
+    /// `TE: trailers`, the one `TE` value HTTP/2 allows, which gRPC peers expect: a
+    /// `TE` that lists `trailers` becomes exactly that.
+    pub te_trailers: bool,
+}
 
 /// Removes the hop-by-hop headers: `Connection` and every header it names,
-/// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, and `Upgrade` unless
-/// `keep_upgrade` (a WebSocket or other upgrade that is being passed through).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
+/// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade`, but for
+/// what `keep` says.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
+    // One pass over the names finds the few present (most messages have none, or only
+    // `TE: trailers`): cheaper than a lookup for each name, on every request and
+    // response, both ways. Bit `i` stands for `HOP_BY_HOP[i]`.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present |= 1 << i;
+        }
+    }
+    if keep.upgrade {
+        present &= !UPGRADE_BIT;
+    }
+    let mut te_trailers = false;
+    if keep.te_trailers && present & TE_BIT != 0 {
+        let mut values = headers.get_all(header::TE).iter();
+        let exactly = values.next().is_some_and(|v| v == "trailers") && values.next().is_none();
+        if exactly {
+            present &= !TE_BIT;
+        } else {
+            te_trailers = lists_trailers(headers);
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|name| !(keep.upgrade && name == header::UPGRADE))
+            .filter(|name| !(keep.te_trailers && name == header::TE))
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Whether `TE` lists `trailers`.
+fn lists_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(PROXY_CONNECTION);
-    if !keep_upgrade {
-        headers.remove(header::UPGRADE);
-    }
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
 /// Whether a request's headers ask to switch protocols (`Connection: upgrade` plus
@@ -129,19 +199,25 @@ pub fn per_request(mut value: HeaderValue) -> HeaderValue {
 
 /// Appends this proxy to `Via`, keeping earlier entries.
 pub fn append_via(headers: &mut HeaderMap) {
-    let value = match headers.get(header::VIA).map(HeaderValue::as_bytes) {
-        Some(prev) if !prev.is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + VIA_ENTRY.len());
-            v.extend_from_slice(prev);
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(VIA_ENTRY.as_bytes());
-            HeaderValue::from_bytes(&v).unwrap_or(HeaderValue::from_static(VIA_ENTRY))
+    match headers.entry(header::VIA) {
+        Entry::Vacant(e) => {
+            e.insert(HeaderValue::from_static(VIA_ENTRY));
         }
-        _ => HeaderValue::from_static(VIA_ENTRY),
-    };
-    // Several Via lines are folded into one so the order is kept.
-    headers.remove(header::VIA);
-    headers.insert(header::VIA, value);
+        Entry::Occupied(mut e) => {
+            // Several Via lines are folded into one, in order (RFC 9110 section 5.3).
+            let mut v = Vec::new();
+            for prev in e
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .filter(|p| !p.is_empty())
+            {
+                v.extend_from_slice(prev);
+                v.extend_from_slice(b", ");
+            }
+            v.extend_from_slice(VIA_ENTRY.as_bytes());
+            e.insert(HeaderValue::from_bytes(&v).unwrap_or(HeaderValue::from_static(VIA_ENTRY)));
+        }
+    }
 }
 
 /// Turns an absolute-form request (`GET http://world/ HTTP/1.1`, what `http_proxy`
@@ -184,16 +260,6 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         return None;
     }
     first.to_str().ok()?.trim().parse().ok()
-}
-
-/// Whether `TE` lists `trailers` (gRPC clients send `te: trailers`).
-pub fn te_trailers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
 /// Readies a request (origin-form URI plus `Host`, as after
@@ -315,7 +381,7 @@ mod tests {
             ("upgrade", "websocket"),
             ("x-end-to-end", "kept"),
         ]);
-        strip_hop_by_hop(&mut h, false);
+        strip_hop_by_hop(&mut h, Keep::default());
         assert_eq!(
             h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
             vec!["x-end-to-end"]
@@ -323,9 +389,64 @@ mod tests {
     }
 
     #[test]
+    fn headers_without_hop_by_hop_ones_are_left_as_they_are() {
+        let mut h = headers(&[
+            ("x-a", "1"),
+            ("content-type", "application/grpc"),
+            ("x-a", "2"),
+            ("proxy-connection-id", "not a hop-by-hop name"),
+        ]);
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, Keep::default());
+        assert_eq!(h, before);
+        let mut alone = headers(&[("proxy-connection", "keep-alive"), ("x-b", "1")]);
+        strip_hop_by_hop(
+            &mut alone,
+            Keep {
+                upgrade: true,
+                ..Keep::default()
+            },
+        );
+        assert_eq!(
+            alone.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["x-b"]
+        );
+    }
+
+    #[test]
+    fn te_trailers_is_kept_for_http2_and_nothing_else_of_te() {
+        let h2 = Keep {
+            te_trailers: true,
+            ..Keep::default()
+        };
+        let mut exactly = headers(&[("te", "trailers")]);
+        strip_hop_by_hop(&mut exactly, h2);
+        assert_eq!(exactly.get("te").unwrap(), "trailers");
+        let mut listed = headers(&[("te", "gzip, Trailers"), ("connection", "te")]);
+        strip_hop_by_hop(&mut listed, h2);
+        assert_eq!(
+            listed.get_all("te").iter().collect::<Vec<_>>(),
+            ["trailers"]
+        );
+        assert!(listed.get("connection").is_none());
+        let mut other = headers(&[("te", "gzip")]);
+        strip_hop_by_hop(&mut other, h2);
+        assert!(other.get("te").is_none());
+        let mut http1 = headers(&[("te", "trailers")]);
+        strip_hop_by_hop(&mut http1, Keep::default());
+        assert!(http1.get("te").is_none());
+    }
+
+    #[test]
     fn an_upgrade_being_passed_through_keeps_upgrade() {
         let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        strip_hop_by_hop(&mut h, true);
+        strip_hop_by_hop(
+            &mut h,
+            Keep {
+                upgrade: true,
+                ..Keep::default()
+            },
+        );
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert!(h.get("connection").is_none());
     }
@@ -336,8 +457,11 @@ mod tests {
         assert_eq!(via_depth(&h), 2);
         append_via(&mut h);
         assert_eq!(h.get_all("via").iter().count(), 1);
-        assert_eq!(h.get("via").unwrap(), "1.1 linkerd, 1.1 plexus");
-        assert_eq!(via_depth(&h), 2);
+        assert_eq!(h.get("via").unwrap(), "1.1 linkerd, 1.0 squid, 1.1 plexus");
+        assert_eq!(via_depth(&h), 3);
+        let mut first = HeaderMap::new();
+        append_via(&mut first);
+        assert_eq!(first.get("via").unwrap(), "1.1 plexus");
         let mut empty = HeaderMap::new();
         append_via(&mut empty);
         assert_eq!(empty.get("via").unwrap(), "1.1 plexus");
