@@ -4,6 +4,8 @@
 //! space, cut to the header size limit) and the message as a `text/plain` body, so both
 //! tools and people see why. `l5d-retryable: true` marks requests that were never sent.
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -98,6 +100,11 @@ impl ErrorResponse {
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        // An origin's answer (RFC 9110 section 6.6.1): Plexus is the origin of this one.
+        // HTTP/1.1 servers add it too, but not Plexus's own HTTP/2 server.
+        if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())) {
+            parts.headers.insert(header::DATE, date);
+        }
         (parts, Bytes::from(body))
     }
 }
@@ -130,5 +137,9 @@ mod tests {
         assert_eq!(parts.headers["l5d-retryable"], "true");
         assert_eq!(parts.headers["content-length"], "5");
         assert_eq!(&body[..], b"no ho");
+        let date = parts.headers["date"].to_str().unwrap();
+        let sent = httpdate::parse_http_date(date).unwrap();
+        let age = SystemTime::now().duration_since(sent).unwrap_or_default();
+        assert!(age.as_secs() < 3600, "{date}");
     }
 }
