@@ -367,15 +367,16 @@ fn grpc_error(rsp: &mut Response<ProxyBody>, e: &ProxyError) {
     *rsp.body_mut() = full(Bytes::new());
 }
 
-/// Serves one request received by `server`.
+/// Serves one request received by `server`, counted in `stats` (the server's, from
+/// [`Worker::server_stats`]: looked up once per connection, not per request).
 pub async fn handle(
     worker: Rc<Worker>,
     server: Rc<ServerSpec>,
     conn: Rc<ConnInfo>,
+    stats: Rc<ScopeStats>,
     mut req: Request<RequestBody>,
 ) -> Response<ProxyBody> {
     let router = &worker.router;
-    let stats = worker.server_stats(server.addr);
     let inflight = stats.start();
     // A Plexus peer offering to upgrade: HTTP/1.1 routers also take HTTP/2 on this
     // port, so say yes (edges, which clear context, never advertise).
@@ -1085,12 +1086,11 @@ async fn forward(
     obs: &Observation<'_>,
     client: &ClientEntry,
     addr: &Addr,
-    req: Request<ProxyBody>,
+    mut req: Request<ProxyBody>,
     no_hosts: impl Fn() -> ProxyError,
     judge: &dyn Fn(&Response<ProxyBody>) -> Verdict,
 ) -> Result<(Response<ProxyBody>, Option<ClientEnd>), ProxyError> {
     let mut state = client.begin(addr);
-    let mut req = req;
     loop {
         let Some((endpoint, pending)) = client.pick() else {
             return Err(no_hosts());

@@ -90,6 +90,7 @@ pub(super) async fn serve<IO, S>(
     }
     loop {
         tokio::select! {
+            biased;
             // The connection: its frames read and written, its new streams taken, and
             // the streams that can go on polled. Ready when it has ended (the streams
             // still open are dropped, which cancels them).

@@ -27,6 +27,7 @@ mod http2;
 
 use crate::router::client::ProxyBody;
 use crate::router::http::{ConnInfo, RequestBody, handle, worker_for};
+use crate::router::stats::ScopeStats;
 use crate::router::{Router, ServerSpec, stats};
 
 /// How long a client may take to send a request head before the connection is closed.
@@ -289,6 +290,7 @@ impl Actor for HttpConnection {
         }
         let spec = self.spec.clone();
         let requests = Requests {
+            stats: worker.server_stats(self.spec.addr),
             worker,
             spec: spec.clone(),
             conn,
@@ -368,6 +370,7 @@ async fn starts_with_tls(stream: &TcpStream) -> bool {
 /// server and the connection they arrived on.
 struct Requests {
     worker: Rc<crate::router::http::Worker>,
+    stats: Rc<ScopeStats>,
     spec: Rc<ServerSpec>,
     conn: Rc<ConnInfo>,
     protocols: Protocols,
@@ -387,6 +390,7 @@ impl http2::Serve for Requests {
             self.worker.clone(),
             self.spec.clone(),
             self.conn.clone(),
+            self.stats.clone(),
             req,
         )
     }
