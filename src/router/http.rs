@@ -374,7 +374,7 @@ pub async fn handle(
     server: Rc<ServerSpec>,
     conn: Rc<ConnInfo>,
     stats: Rc<ScopeStats>,
-    mut req: Request<RequestBody>,
+    mut req: Box<Request<RequestBody>>,
 ) -> Response<ProxyBody> {
     let router = &worker.router;
     let inflight = stats.start();
@@ -450,7 +450,7 @@ async fn route(
     server: &ServerSpec,
     conn: &ConnInfo,
     obs: &Observation<'_>,
-    req: Request<RequestBody>,
+    req: Box<Request<RequestBody>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let router = &worker.router;
     let (mut parts, body) = req.into_parts();
@@ -809,7 +809,9 @@ async fn dispatch(
                 "request head already sent",
             ));
         };
-        let attempt = Request::from_parts(head, body);
+        // Boxed: the request passes through four futures on its way to the endpoint,
+        // and each would copy it whole.
+        let attempt = Box::new(Request::from_parts(head, body));
         let result = forward(worker, obs, &client, &bound.addr, attempt, none, &|r| {
             let success = classify(r, false).is_success();
             // A gRPC call whose status is still to come, after its messages: only
@@ -1086,7 +1088,7 @@ async fn forward(
     obs: &Observation<'_>,
     client: &ClientEntry,
     addr: &Addr,
-    mut req: Request<ProxyBody>,
+    mut req: Box<Request<ProxyBody>>,
     no_hosts: impl Fn() -> ProxyError,
     judge: &dyn Fn(&Response<ProxyBody>) -> Verdict,
 ) -> Result<(Response<ProxyBody>, Option<ClientEnd>), ProxyError> {
@@ -1157,7 +1159,7 @@ async fn forward(
                 if !client.requeue(&mut state, endpoint, &error) {
                     return Err(error);
                 }
-                req = *unsent;
+                req = unsent;
             }
         }
     }

@@ -30,7 +30,7 @@ use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use super::HEADER_READ_TIMEOUT;
+use super::{HEADER_READ_TIMEOUT, Requests};
 use crate::router::H2Settings;
 use crate::router::client::ProxyBody;
 use crate::router::h2body::{RecvBody, SendBody};
@@ -41,25 +41,15 @@ const CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// Response data buffered per stream beyond what the client's window lets out.
 const MAX_SEND_BUFFER: usize = 400 * 1024;
 
-/// What a connection's requests are handed to (the router's pipeline).
-pub(super) trait Serve {
-    /// The response to `req`.
-    fn serve(
-        &self,
-        req: Request<RequestBody>,
-    ) -> impl Future<Output = Response<ProxyBody>> + use<Self>;
-}
-
 /// Serves one client connection until it ends, or until a drain has let its streams
 /// finish.
-pub(super) async fn serve<IO, S>(
+pub(super) async fn serve<IO>(
     io: IO,
     settings: &H2Settings,
-    requests: &S,
+    requests: &Requests,
     mut drain: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
-    S: Serve,
 {
     let handshake = h2::server::Builder::new()
         .initial_window_size(settings.initial_stream_window)
@@ -123,14 +113,17 @@ pub(super) async fn serve<IO, S>(
 }
 
 /// Opens a stream: its request goes to the router.
-fn open<S: Serve>(
-    requests: &S,
+fn open(
+    requests: &Requests,
     req: Request<RecvStream>,
     respond: SendResponse<Bytes>,
-) -> Stream<impl Future<Output = Response<ProxyBody>> + use<S>> {
+) -> Stream<impl Future<Output = Response<ProxyBody>> + use<>> {
     let (parts, recv) = req.into_parts();
     let length = plexus_http::headers::content_length(&parts.headers);
-    let req = Request::from_parts(parts, RequestBody::H2(RecvBody::new(recv, length)));
+    let req = Box::new(Request::from_parts(
+        parts,
+        RequestBody::H2(RecvBody::new(recv, length)),
+    ));
     Stream::Answering {
         answer: crate::router::boxed(|| requests.serve(req)),
         respond,
@@ -199,6 +192,11 @@ fn respond_with(respond: &mut SendResponse<Bytes>, rsp: Response<ProxyBody>) -> 
     }
     match respond.send_response(Response::from_parts(parts, ()), eos) {
         Ok(sending) => (!eos).then(|| SendBody::new(body, sending, "response body")),
+        // The client reset the stream as the answer came, or the connection is gone.
+        Err(e) if e.is_reset() || e.is_go_away() || e.is_io() => {
+            tracing::debug!(error = %e, "response not sent: the stream has ended");
+            None
+        }
         Err(e) => {
             tracing::warn!(error = %e, "HTTP/2 cannot carry a response head; resetting the stream");
             respond.send_reset(Reason::INTERNAL_ERROR);

@@ -3,8 +3,9 @@
 //! A [`ServerActor`] (one per router server, on the main arbiter) accepts connections
 //! and hands each to a worker arbiter in turn, where an [`HttpConnection`] actor serves
 //! it: h2 routers with Plexus's own HTTP/2 server ([`http2`]), HTTP/1.1 routers with
-//! hyper, Thrift routers with [`crate::router::thrift`]. Workers are single-threaded (actix arbiters), so a connection's
-//! requests, its pooled upstream connections and its caches never cross threads. The
+//! hyper, Thrift routers with [`crate::router::thrift`]. Workers are single-threaded
+//! (actix arbiters), so a connection's requests, its pooled upstream connections and its
+//! caches never cross threads. The
 //! [`Drain`] signal makes every connection finish its in-flight requests and close;
 //! the runtime waits for them within the grace period.
 
@@ -376,10 +377,12 @@ struct Requests {
     protocols: Protocols,
 }
 
-impl http2::Serve for Requests {
+impl Requests {
+    /// The response to `req` (boxed: it passes through three futures before the router
+    /// takes it apart, and each would copy it whole).
     fn serve(
         &self,
-        req: Request<RequestBody>,
+        req: Box<Request<RequestBody>>,
     ) -> impl Future<Output = Response<ProxyBody>> + use<> {
         if req.version() == http::Version::HTTP_2 {
             self.protocols.h2.increment(1);
@@ -417,8 +420,7 @@ async fn serve<IO>(
         // Boxed: hyper runs each HTTP/2 stream as a task of its own, and the runtime
         // moves a task's future when it spawns it and when it completes; a pointer
         // moves cheaper than the request's whole state.
-        let answer =
-            crate::router::boxed(|| http2::Serve::serve(&*requests, req.map(RequestBody::Hyper)));
+        let answer = crate::router::boxed(|| requests.serve(Box::new(req.map(RequestBody::Hyper))));
         async move { Ok::<_, Infallible>(answer.await) }
     });
     let mut builder = auto::Builder::new(LocalExec);
@@ -460,8 +462,8 @@ where
     }
 }
 
-/// hyper's connection types have inherent `graceful_shutdown` methods; this names them
-/// so the drain loop can be written once.
+/// hyper's connection type has an inherent `graceful_shutdown` method; this names it
+/// for the drain loop.
 trait GracefulConn {
     fn graceful(self: std::pin::Pin<&mut Self>);
 }

@@ -64,7 +64,7 @@ thread_local! {
 /// Sends `req` on a stream of the endpoint's connection (made if there is none).
 pub(super) async fn send(
     dial: &Dial<'_>,
-    req: Request<ProxyBody>,
+    req: Box<Request<ProxyBody>>,
 ) -> Result<Response<ProxyBody>, SendError> {
     let addr = dial.addr;
     let mut sender = match ready_connection(dial).await {
@@ -72,7 +72,7 @@ pub(super) async fn send(
         Err(error) => {
             return Err(SendError {
                 error,
-                unsent: Some(Box::new(req)),
+                unsent: Some(req),
             });
         }
     };

@@ -201,7 +201,7 @@ pub struct SendError {
 /// HTTP/2 connection instead, after the negotiation described in [`super::peer`].
 pub async fn send(
     dial: &Dial<'_>,
-    req: Request<ProxyBody>,
+    req: Box<Request<ProxyBody>>,
 ) -> Result<Response<ProxyBody>, SendError> {
     match dial.version {
         crate::config::HttpVersion::H2 => http2::send(dial, req).await,
@@ -230,7 +230,7 @@ fn stays_http1(req: &Request<ProxyBody>) -> bool {
 /// An HTTP/1.1 request to an endpoint that may be a Plexus peer (see [`super::peer`]).
 async fn send_to_peer(
     dial: &Dial<'_>,
-    req: Request<ProxyBody>,
+    req: Box<Request<ProxyBody>>,
 ) -> Result<Response<ProxyBody>, SendError> {
     use super::peer::{self, PeerState, Upgrades};
     use plexus_http::headers as h;
@@ -256,7 +256,7 @@ async fn send_to_peer(
             let sent = if using.h2 {
                 let (mut parts, body) = req.into_parts();
                 h::to_h2_request(&mut parts);
-                http2::send(&upgraded, Request::from_parts(parts, body)).await
+                http2::send(&upgraded, Box::new(Request::from_parts(parts, body))).await
             } else {
                 send_http1(&upgraded, req).await
             };
@@ -310,10 +310,10 @@ async fn send_to_peer(
 
 async fn send_http1(
     dial: &Dial<'_>,
-    req: Request<ProxyBody>,
+    req: Box<Request<ProxyBody>>,
 ) -> Result<Response<ProxyBody>, SendError> {
     let (addr, key) = (dial.addr, dial.key());
-    let mut req = req;
+    let mut req = *req;
     while let Some(mut sender) = checkout(&key) {
         if sender.ready().await.is_err() {
             continue;
