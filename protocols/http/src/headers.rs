@@ -127,12 +127,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
         return;
     }
     if present & 1 != 0 {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        let named: Vec<HeaderName> = tokens(headers, header::CONNECTION)
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .filter(|name| !(keep.upgrade && name == header::UPGRADE))
             .filter(|name| !(keep.te_trailers && name == header::TE))
             .collect();
@@ -152,24 +148,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
 
 /// Whether `TE` lists `trailers`.
 fn lists_trailers(headers: &HeaderMap) -> bool {
+    tokens(headers, header::TE).any(|t| t.eq_ignore_ascii_case("trailers"))
+}
+
+/// The comma-separated entries of every `name` line, trimmed (`Connection`, `TE`).
+fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
-        .get_all(header::TE)
-        .iter()
+        .get_all(name)
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        .map(str::trim)
 }
 
 /// Whether a request's headers ask to switch protocols (`Connection: upgrade` plus
 /// `Upgrade`).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        && tokens(headers, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 /// The number of proxies a request has passed, counted as comma-separated `Via` entries.
@@ -386,6 +382,22 @@ mod tests {
             h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
             vec!["x-end-to-end"]
         );
+    }
+
+    #[test]
+    fn the_hop_by_hop_index_and_bits_match_the_table() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(
+            hop_by_hop_index(&header::TE),
+            Some(TE_BIT.trailing_zeros() as usize)
+        );
+        assert_eq!(
+            hop_by_hop_index(&header::UPGRADE),
+            Some(UPGRADE_BIT.trailing_zeros() as usize)
+        );
+        assert_eq!(hop_by_hop_index(&header::CONTENT_TYPE), None);
     }
 
     #[test]
