@@ -144,7 +144,10 @@ impl Skipper {
         if let Some(outcome) = self.outcome {
             return outcome;
         }
-        let step = self.run(buf);
+        // Bytes past the size limit are never looked at: the answer depends only on the
+        // bytes within it, so it is the same however the buffer grew.
+        let within = &buf[..buf.len().min(self.limits.max_message_bytes)];
+        let step = self.run(within);
         let outcome = match step {
             Ok(true) => Skip::Complete(self.pos),
             Ok(false) if buf.len() >= self.limits.max_message_bytes => {
@@ -761,6 +764,37 @@ mod tests {
             Skip::NeedMore
         ));
         assert_eq!(err(Protocol::Binary, l, &buf), SkipErrorKind::TooLarge(16));
+    }
+
+    #[test]
+    fn bytes_past_the_limit_are_never_read() {
+        let l = Limits {
+            max_message_bytes: 4,
+            ..Limits::default()
+        };
+        // Two byte fields fill the 4-byte limit; byte 4 would be the next field header,
+        // and an unknown type there is still "too large", not "unknown type", so the
+        // answer does not depend on whether the bytes came in one read or two.
+        for protocol in [Protocol::Compact, Protocol::Binary] {
+            let buf: &[u8] = match protocol {
+                Protocol::Compact => &[0x13, 7, 0x13, 7, 0x0e, 0],
+                _ => &[0x03, 0, 1, 7, 0x7f, 0],
+            };
+            let too_large = Skip::Error(SkipError {
+                kind: SkipErrorKind::TooLarge(4),
+                offset: 4,
+            });
+            assert_eq!(
+                Skipper::new(protocol, l).skip(buf),
+                too_large,
+                "{protocol:?}"
+            );
+            let mut s = Skipper::new(protocol, l);
+            assert_eq!(s.skip(&buf[..4]), too_large, "{protocol:?}");
+        }
+        // A varint straddling the limit is not read past it either.
+        let buf = [0x15, 0x80, 0x80, 0x80, 0x80, 0x80];
+        assert_eq!(err(Protocol::Compact, l, &buf), SkipErrorKind::TooLarge(4));
     }
 
     #[test]
