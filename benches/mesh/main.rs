@@ -176,7 +176,11 @@ fn binary(var: &str, package: &str, bin: &str) -> anyhow::Result<(PathBuf, Strin
 
 fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    procs::ensure_packages(&[("wrk", "wrk"), ("h2load", "nghttp2-client")])?;
+    procs::ensure_packages(&[
+        ("wrk", "wrk"),
+        ("h2load", "nghttp2-client"),
+        ("nghttpx", "nghttp2-proxy"),
+    ])?;
     let (plexus, plexus_source) = binary("PLEXUS_BENCH_PLEXUS", "plexus", "plexus")?;
     let helloworld = if settings.wants("grpc") || settings.wants("thrift") {
         Some(binary(

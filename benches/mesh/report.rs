@@ -96,18 +96,21 @@ fn render_section(s: &mut String, section: &Section) {
         };
         let plexus_cpu = spread(&t.round_plexus_cpu_us());
         let has_plexus = t.counted.iter().any(|c| c.plexus);
+        // Every proxy process by its role (Plexus's, or a reference proxy's); the
+        // servers behind them in their own column.
+        let is_server = |c: &crate::rounds::Counted| matches!(c.role, "server" | "backend");
         let per_process: Vec<String> = t
             .counted
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.plexus)
+            .filter(|(_, c)| !is_server(c))
             .map(|(i, c)| format!("{} {:.1}", c.role, spread(&t.round_cpu_us(i)).0))
             .collect();
         let server: Vec<String> = t
             .counted
             .iter()
             .enumerate()
-            .filter(|(_, c)| !c.plexus)
+            .filter(|(_, c)| is_server(c))
             .map(|(i, _)| format!("{:.1}", spread(&t.round_cpu_us(i)).0))
             .collect();
         let p50 = spread(&t.samples.iter().map(|x| x.p50_us).collect::<Vec<_>>()).0;
@@ -148,8 +151,9 @@ fn render_section(s: &mut String, section: &Section) {
     let _ = writeln!(
         s,
         "\nMedians over {} rounds. *Plexus CPU* is all the target's Plexus processes \
-         together; *server* is the backend's or gRPC server's own CPU per request; \
-         *counted CPU* and *load gen CPU* are the CPU time of the counted processes (Plexus \
+         together; *per process* each proxy process, a reference proxy's too; *server* is \
+         the backend's or gRPC server's own CPU per request; \
+         *counted CPU* and *load gen CPU* are the CPU time of the counted processes (proxy \
          and server) and of the load generator over the run's wall time (100 % = one \
          core), which tells whether a run was bound by CPU; *other load* is the machine's \
          CPU busy outside the bench's processes.",

@@ -3,7 +3,7 @@
 //!
 //! - `grpc`: gRPC unary calls (h2load) straight to the helloworld World server and
 //!   through one Plexus h2 router, with Plexus and the server sharing a core, and with
-//!   Plexus on a core of its own.
+//!   Plexus on a core of its own, and through nghttpx (a bare HTTP/2 proxy) for reference.
 //! - `mesh`: HTTP/1.1 (wrk) through the two-hop path of the per-host mesh (outgoing
 //!   router on 127.0.1.1, incoming router on 127.0.2.1, then the backend), with the
 //!   hop in HTTP/1.1, upgraded to HTTP/2 (`peerUpgrades: [h2]`), in TLS, and both.
@@ -164,6 +164,28 @@ pub(crate) fn grpc(ctx: &Ctx<'_>, helloworld: &Path) -> anyhow::Result<Section> 
             targets.push(through);
             addrs.push(addr);
         }
+        // A reference, not a goal: what a bare HTTP/2 proxy in C reaches in the layout.
+        let addr = free_addr("127.0.0.1")?;
+        let proxy = setup::start_nghttpx(
+            &format!("nghttpx-{slug}"),
+            addr,
+            world_addr,
+            s.server_cpu(),
+            &dir,
+        )?;
+        let mut reference = Target::new(
+            format!("nghttpx h2 ({label})"),
+            h2(addr),
+            vec![
+                counted("nghttpx", &proxy, false),
+                counted("server", &world, false),
+            ],
+            &dir,
+        )?;
+        reference.reference = Some(direct_index);
+        reference.procs.push(proxy);
+        targets.push(reference);
+        addrs.push(addr);
         servers.push(world);
     }
     measure(ctx, "grpc", &mut targets)?;
@@ -183,20 +205,22 @@ pub(crate) fn grpc(ctx: &Ctx<'_>, helloworld: &Path) -> anyhow::Result<Section> 
         };
         let of_medians = crate::report::median_rps(through) / crate::report::median_rps(direct);
         let (ratio, lo, hi) = crate::report::paired_ratio(through, direct);
+        let verdict = if !through.counted.iter().any(|c| c.plexus) {
+            "(reference)"
+        } else if ratio >= 0.7 {
+            "**met**"
+        } else {
+            "**not met**"
+        };
         findings.push(format!(
             "{}: {:.0} % of direct throughput, the median of the rounds' own ratios \
              ({:.0}–{:.0} %; {:.0} % from the two medians) (goal ≥ 70 %; Linkerd 1.x \
-             reached 18 %): {}",
+             reached 18 %): {verdict}",
             through.name,
             100.0 * ratio,
             100.0 * lo,
             100.0 * hi,
             100.0 * of_medians,
-            if ratio >= 0.7 {
-                "**met**"
-            } else {
-                "**not met**"
-            }
         ));
     }
     for mut p in servers {

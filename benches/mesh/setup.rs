@@ -140,6 +140,42 @@ pub(crate) fn start_plexus(
     Ok(Plexus { proc, admin })
 }
 
+/// Starts nghttpx (Debian `nghttp2-proxy`), a reverse proxy written in C on the same
+/// HTTP/2 library as h2load, as a plain HTTP/2 proxy from `addr` to the gRPC server at
+/// `backend`: one process, one thread, no `Via`, no access log. It does no routing,
+/// naming, metrics or retries, so it shows what proxying alone costs the server and the
+/// throughput in the same layout.
+pub(crate) fn start_nghttpx(
+    name: &str,
+    addr: SocketAddr,
+    backend: SocketAddr,
+    cpu: Option<usize>,
+    dir: &Path,
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new("nghttpx");
+    cmd.arg(format!("--frontend={},{};no-tls", addr.ip(), addr.port()))
+        .arg(format!(
+            "--backend={},{};;proto=h2",
+            backend.ip(),
+            backend.port()
+        ))
+        .args([
+            "--single-process",
+            "--single-thread",
+            "--workers=1",
+            "--no-via",
+            "--accesslog-file=/dev/null",
+            "--conf=/dev/null",
+        ])
+        .arg(format!(
+            "--errorlog-file={}",
+            dir.join(format!("{name}.log")).display()
+        ));
+    let mut proc = Proc::spawn(name, &cmd, cpu, &dir.join(format!("{name}.out")), None)?;
+    wait(&mut proc, &Ready::Grpc(addr))?;
+    Ok(proc)
+}
+
 /// Starts `helloworld -protocol grpc -text world` on `addr`, pinned to `cpu`.
 pub(crate) fn start_world(
     bin: &Path,
