@@ -176,11 +176,11 @@ fn binary(var: &str, package: &str, bin: &str) -> anyhow::Result<(PathBuf, Strin
 
 fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    procs::ensure_packages(&[
-        ("wrk", "wrk"),
-        ("h2load", "nghttp2-client"),
-        ("nghttpx", "nghttp2-proxy"),
-    ])?;
+    procs::ensure_packages(&[("wrk", "wrk"), ("h2load", "nghttp2-client")])?;
+    if settings.wants("grpc") {
+        // The grpc section's reference proxy.
+        procs::ensure_packages(&[("nghttpx", "nghttp2-proxy")])?;
+    }
     let (plexus, plexus_source) = binary("PLEXUS_BENCH_PLEXUS", "plexus", "plexus")?;
     let helloworld = if settings.wants("grpc") || settings.wants("thrift") {
         Some(binary(
