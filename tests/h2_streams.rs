@@ -518,14 +518,15 @@ struct Mesh {
 }
 
 impl Mesh {
-    /// Services (authorities) `world`, `slow` (`totalTimeoutMs: 300` on `inner`) and
-    /// `grpc` (`io.l5d.h2.grpc.default` classifier on both routers) all reach `backend`.
+    /// Services (authorities) `world`, `slow` (`totalTimeoutMs: 300` on `inner`),
+    /// `grpc` (`io.l5d.h2.grpc.default` classifier on both routers) and `compliant`
+    /// (`io.l5d.h2.grpc.compliant` on `inner`) all reach `backend`.
     /// `max_streams` sets `inner`'s `maxConcurrentStreamsPerConnection`.
     fn start(name: &str, backend: SocketAddr, max_streams: Option<u32>) -> Mesh {
         let dir = scratch(name);
         let disco = dir.join("disco");
         std::fs::create_dir_all(&disco).expect("disco");
-        for service in ["world", "slow", "grpc"] {
+        for service in ["world", "slow", "grpc", "compliant"] {
             std::fs::write(
                 disco.join(service),
                 format!("{} {}\n", backend.ip(), backend.port()),
@@ -554,6 +555,9 @@ routers:
     configs:
     - prefix: /svc/slow
       totalTimeoutMs: 300
+    - prefix: /svc/compliant
+      responseClassifier:
+        kind: io.l5d.h2.grpc.compliant
 {grpc}  servers:
   - port: {inner}
 {limit}- protocol: h2
@@ -1033,11 +1037,21 @@ async fn assert_grpc_unavailable(rsp: Response<Incoming>, reason: &str) {
 /// with `INTERNAL_ERROR`, and hyper's client takes a `NO_ERROR` reset for a clean end.
 /// It counts the connections it accepts; `/cancel/<id>` and `/no-error/<id>` send
 /// `partial`, wait for the test's `cut` notice, then reset the stream with `CANCEL` or
-/// `NO_ERROR`; anything else answers `ok`.
+/// `NO_ERROR`; `/refuse-once/<id>` refuses its first stream for an id with
+/// `REFUSED_STREAM` before answering, and answers later ones; anything else answers
+/// `ok`. `attempts` counts the streams opened per path.
 struct H2Backend {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
     cut: Arc<Notify>,
+    attempts: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl H2Backend {
+    fn attempts(&self, path: &str) -> usize {
+        let attempts = self.attempts.lock().expect("attempts");
+        attempts.get(path).copied().unwrap_or(0)
+    }
 }
 
 async fn h2_backend() -> H2Backend {
@@ -1046,19 +1060,30 @@ async fn h2_backend() -> H2Backend {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (connections, cut) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-    let (count, notice) = (connections.clone(), cut.clone());
+    let attempts = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let (count, notice, seen) = (connections.clone(), cut.clone(), attempts.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
-            let notice = notice.clone();
+            let (notice, seen) = (notice.clone(), seen.clone());
             tokio::spawn(async move {
                 let Ok(mut conn) = h2::server::handshake(stream).await else {
                     return;
                 };
                 while let Some(Ok((req, mut respond))) = conn.accept().await {
                     let notice = notice.clone();
+                    let attempt = {
+                        let mut seen = seen.lock().expect("attempts");
+                        let n = seen.entry(req.uri().path().to_owned()).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
                     tokio::spawn(async move {
                         let path = req.uri().path();
+                        if path.starts_with("/refuse-once/") && attempt == 1 {
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                            return;
+                        }
                         let reset = if path.starts_with("/cancel/") {
                             Some(h2::Reason::CANCEL)
                         } else if path.starts_with("/no-error/") {
@@ -1085,6 +1110,7 @@ async fn h2_backend() -> H2Backend {
         addr,
         connections,
         cut,
+        attempts,
     }
 }
 
@@ -1145,6 +1171,75 @@ async fn an_upstream_reset_mid_response_reaches_the_client_with_its_reason() {
             assert_eq!(error.reason(), Some(expected), "{hops} {kind}: {error}");
         }
     }
+}
+
+/// A stream the endpoint refuses (`REFUSED_STREAM`: it did not act on the call) is
+/// retried under `io.l5d.h2.grpc.compliant`, as Linkerd's compliant classifier does, and
+/// answers the client; under `io.l5d.h2.grpc.default` it is not retried, and the gRPC
+/// client gets UNAVAILABLE. (Through two hops that UNAVAILABLE would be retried by the
+/// outer router's default classifier, as Linkerd's are, so the default is checked on
+/// one hop.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stream_is_retried_by_the_compliant_grpc_classifier() {
+    let backend = h2_backend().await;
+    let mesh = Mesh::start("h2s-refused", backend.addr, None);
+    let [one, two] = mesh.entries();
+    let cases = [
+        (one, "compliant", true),
+        (two, "compliant", true),
+        (one, "grpc", false),
+    ];
+    for ((hops, entry), service, retried) in cases {
+        let client = h2_connect(entry).await;
+        let tag = hops.replace(' ', "-");
+        let path = format!("/refuse-once/{service}-{tag}");
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("http://{service}{path}"))
+            .header("content-type", "application/grpc")
+            .body(())
+            .expect("request");
+        let mut ready = within("the h2 client to be ready", client.clone().ready())
+            .await
+            .expect("connection open");
+        let (response, _) = ready.send_request(req, true).expect("stream opened");
+        let rsp = within("response headers", response)
+            .await
+            .expect("a response, not a reset");
+        if retried {
+            assert_eq!(rsp.status(), StatusCode::OK, "{hops} {service}");
+            let mut body = rsp.into_body();
+            let data = within("the answer", body.data())
+                .await
+                .expect("a chunk")
+                .expect("data");
+            assert_eq!(data, "ok", "{hops} {service}");
+        } else {
+            assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY, "{hops} {service}");
+            let headers = rsp.headers();
+            assert_eq!(
+                headers["grpc-status"], "14",
+                "{hops} {service}: {headers:?}"
+            );
+            let err = headers["l5d-err"].to_str().expect("ascii");
+            assert!(err.contains("refused"), "{err}");
+            assert_eq!(headers["l5d-retryable"], "true", "{headers:?}");
+        }
+        assert_eq!(
+            backend.attempts(&path),
+            if retried { 2 } else { 1 },
+            "{hops} {service}"
+        );
+    }
+    client_failures_mention_refused(mesh.admin).await;
+}
+
+/// The inner router counts the refused attempts under their own failure name.
+async fn client_failures_mention_refused(admin: SocketAddr) {
+    let text = scrape_until(admin, |t| t.contains("RefusedStream")).await;
+    let refused = prom_sum(&text, "rt:client:failures", "inner", Some("RefusedStream"));
+    // One refusal per case.
+    assert_eq!(refused, 3.0, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

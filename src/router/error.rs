@@ -27,6 +27,9 @@ pub enum ErrorKind {
     Connect,
     /// The endpoint failed while the request was in flight (502).
     Upstream,
+    /// The endpoint refused the HTTP/2 stream (`REFUSED_STREAM`) without acting on it
+    /// (502; retryable).
+    Refused,
     /// A deadline or timeout passed (503).
     Timeout,
 }
@@ -56,14 +59,17 @@ impl ProxyError {
             ErrorKind::Unidentified | ErrorKind::BadRequest | ErrorKind::CallDepth => {
                 StatusCode::BAD_REQUEST
             }
-            ErrorKind::NoHosts | ErrorKind::Binding | ErrorKind::Connect | ErrorKind::Upstream => {
-                StatusCode::BAD_GATEWAY
-            }
+            ErrorKind::NoHosts
+            | ErrorKind::Binding
+            | ErrorKind::Connect
+            | ErrorKind::Upstream
+            | ErrorKind::Refused => StatusCode::BAD_GATEWAY,
             ErrorKind::Timeout | ErrorKind::Pending => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    /// Whether the request certainly never reached an endpoint.
+    /// Whether no endpoint acted on the request: it never reached one, or one refused
+    /// it unprocessed.
     pub fn never_sent(&self) -> bool {
         !matches!(self.kind, ErrorKind::Upstream | ErrorKind::Timeout)
     }
@@ -79,6 +85,7 @@ impl ProxyError {
             ErrorKind::Pending => "BindingPending",
             ErrorKind::Connect => "ConnectionFailedException",
             ErrorKind::Upstream => "UpstreamFailure",
+            ErrorKind::Refused => "RefusedStream",
             ErrorKind::Timeout => "RequestTimeoutException",
         }
     }
@@ -128,6 +135,9 @@ mod tests {
                 .response()
                 .retryable
         );
+        let refused = ProxyError::new(ErrorKind::Refused, "x");
+        assert_eq!(refused.status(), 502);
+        assert!(refused.response().retryable);
         assert!(
             !ProxyError::new(ErrorKind::BadRequest, "x")
                 .response()

@@ -910,6 +910,7 @@ fn attempt_error(e: &ProxyError) -> AttemptError {
         ErrorKind::Connect => AttemptError::ConnectFailed,
         ErrorKind::Timeout => AttemptError::Timeout,
         ErrorKind::Upstream => AttemptError::FailedAfterSend,
+        ErrorKind::Refused => AttemptError::Refused,
         _ => AttemptError::Other,
     }
 }

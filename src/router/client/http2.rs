@@ -261,9 +261,17 @@ async fn handshake(target: &Target, key: PoolKey) -> Result<(u64, Sender), Proxy
     Ok((id, sender))
 }
 
-/// A failed stream, with the HTTP/2 error's reason.
+/// A failed stream, with the HTTP/2 error's reason. A stream the endpoint refused
+/// (`RST_STREAM` with `REFUSED_STREAM`) was not acted on, which makes it retryable where
+/// a classifier says so (`io.l5d.h2.grpc.compliant`).
 fn failure(addr: std::net::SocketAddr, e: &h2::Error) -> ProxyError {
-    ProxyError::new(ErrorKind::Upstream, format!("{addr}: {}", with_sources(e)))
+    let refused = e.is_reset() && e.is_remote() && e.reason() == Some(h2::Reason::REFUSED_STREAM);
+    let kind = if refused {
+        ErrorKind::Refused
+    } else {
+        ErrorKind::Upstream
+    };
+    ProxyError::new(kind, format!("{addr}: {}", with_sources(e)))
 }
 
 #[cfg(test)]

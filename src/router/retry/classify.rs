@@ -74,6 +74,9 @@ pub enum AttemptError {
     /// The connection failed after the request was (partly) written: reset, closed before
     /// or during the response, or a malformed response. The server may have acted on it.
     FailedAfterSend,
+    /// The endpoint refused the HTTP/2 stream (`RST_STREAM` with `REFUSED_STREAM`), which
+    /// says it did not act on the request (RFC 9113, section 8.7).
+    Refused,
     /// No response within the per-attempt timeout (`requestAttemptTimeoutMs`).
     Timeout,
     /// Anything else (a local failure): a failure, never retryable.
@@ -145,8 +148,9 @@ pub enum Classifier {
 pub enum GrpcKind {
     /// `io.l5d.h2.grpc.default`: UNAVAILABLE (14) is retryable.
     Default,
-    /// `io.l5d.h2.grpc.compliant`: UNAVAILABLE, and HTTP 429/502/503/504 without a
-    /// `grpc-status` (a proxy's answer), are retryable.
+    /// `io.l5d.h2.grpc.compliant`: UNAVAILABLE, a stream the endpoint refused
+    /// (`REFUSED_STREAM`), and HTTP 429/502/503/504 without a `grpc-status` (a proxy's
+    /// answer) are retryable.
     Compliant,
     /// `io.l5d.h2.grpc.alwaysRetryable`: every failure is retryable.
     AlwaysRetryable,
@@ -237,6 +241,7 @@ impl GrpcRule {
             (Outcome::Error(e), _) => ResponseClass::Failure {
                 retryable: match self.kind {
                     GrpcKind::AlwaysRetryable => e != AttemptError::Other,
+                    GrpcKind::Compliant => e == AttemptError::Refused,
                     _ => false,
                 },
             },
@@ -651,6 +656,31 @@ mod tests {
             judge(compliant, 500, None),
             ResponseClass::NON_RETRYABLE_FAILURE
         );
+        // A refused stream: retried by the compliant classifier (and by
+        // alwaysRetryable), a plain failure for the others.
+        let refused = |c: Classifier| {
+            c.classify(&Exchange {
+                method: &Method::POST,
+                outcome: Outcome::Error(AttemptError::Refused),
+                l5d_retryable: false,
+                body_replayable: true,
+                grpc_status: None,
+            })
+        };
+        assert_eq!(refused(compliant), ResponseClass::RETRYABLE_FAILURE);
+        assert_eq!(
+            refused(grpc("io.l5d.h2.grpc.alwaysRetryable", &[], &[])),
+            ResponseClass::RETRYABLE_FAILURE
+        );
+        assert_eq!(refused(default), ResponseClass::NON_RETRYABLE_FAILURE);
+        let lost = compliant.classify(&Exchange {
+            method: &Method::POST,
+            outcome: Outcome::Error(AttemptError::FailedAfterSend),
+            l5d_retryable: false,
+            body_replayable: true,
+            grpc_status: None,
+        });
+        assert_eq!(lost, ResponseClass::NON_RETRYABLE_FAILURE);
 
         let listed = grpc("io.l5d.h2.grpc.retryableStatusCodes", &[0, 5], &[4, 8]);
         assert_eq!(judge(listed, 200, Some(5)), ResponseClass::Success);
