@@ -98,12 +98,13 @@ pub fn decode_single(value: &[u8]) -> Result<Propagated, ContextError> {
     };
     let (trace_id_high, trace_id) = trace_id(h::B3, trace)?;
     let sampling = sampling.unwrap_or_default();
+    let span = span_id(h::B3, span)?;
     Ok(Propagated {
         ids: Some(TraceIds {
             trace_id_high,
             trace_id,
-            span_id: span_id(h::B3, span)?,
-            parent_id: parent,
+            span_id: span,
+            parent_id: parent.and_then(|p| TraceIds::parent_of(span, p)),
         }),
         ..sampling
     })
@@ -129,14 +130,16 @@ pub fn decode_multi(headers: &HeaderMap) -> Result<Option<Propagated>, ContextEr
         (None, None) => None,
         (Some(t), Some(s)) => {
             let (trace_id_high, trace_id) = trace_id(h::X_B3_TRACEID, t)?;
+            let span = span_id(h::X_B3_SPANID, s)?;
+            let parent = match parent {
+                Some(p) if !p.is_empty() => Some(span_id(h::X_B3_PARENTSPANID, p)?),
+                _ => None,
+            };
             Some(TraceIds {
                 trace_id_high,
                 trace_id,
-                span_id: span_id(h::X_B3_SPANID, s)?,
-                parent_id: match parent {
-                    Some(p) if !p.is_empty() => Some(span_id(h::X_B3_PARENTSPANID, p)?),
-                    _ => None,
-                },
+                span_id: span,
+                parent_id: parent.and_then(|p| TraceIds::parent_of(span, p)),
             })
         }
         _ => {
@@ -222,6 +225,36 @@ mod tests {
     }
 
     const T: &str = "463ac35c9f6413ad";
+
+    /// A span naming itself as its parent has none, as `l5d-ctx-trace` reads it, so the
+    /// context writes back to the same ids whichever header carried it (found by the
+    /// `trace_context` fuzz target with `b3: 1-1-1-1`).
+    #[test]
+    fn a_span_that_is_its_own_parent_is_a_root() {
+        use crate::telemetry::trace::l5d;
+        let single = decode_single(b"1-1-1-1").unwrap().ids.unwrap();
+        assert_eq!((single.span_id, single.parent_id), (1, None));
+        let multi = decode_multi(&headers(&[
+            ("x-b3-traceid", T),
+            ("x-b3-spanid", "2"),
+            ("x-b3-parentspanid", "2"),
+        ]))
+        .unwrap()
+        .unwrap()
+        .ids
+        .unwrap();
+        assert_eq!(multi.parent_id, None);
+        let ctx = SpanContext {
+            ids: single,
+            sampled: true,
+            debug: false,
+        };
+        let back = l5d::decode(l5d::encode(&ctx).as_bytes()).unwrap();
+        assert_eq!(back.ids, Some(single));
+        // A real parent stays.
+        let child = decode_single(b"1-1-1-3").unwrap().ids.unwrap();
+        assert_eq!(child.parent_id, Some(3));
+    }
     const T128: &str = "463ac35c9f6413ad48485a3953bb6124";
 
     #[test]

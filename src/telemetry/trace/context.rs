@@ -22,6 +22,14 @@ pub struct TraceIds {
 }
 
 impl TraceIds {
+    /// A span's parent, as Finagle reads one: `l5d-ctx-trace` writes a root span with its
+    /// own id as parent, so a span naming itself as parent (from any header) has none,
+    /// and neither has parent id 0. Every reader goes through this, so a context reads
+    /// the same whichever header carried it.
+    pub fn parent_of(span_id: u64, parent_id: u64) -> Option<u64> {
+        (parent_id != span_id && parent_id != 0).then_some(parent_id)
+    }
+
     /// The trace id as Zipkin writes it: 16 lower-hex digits, or 32 for a 128-bit id.
     pub fn trace_id_hex(&self) -> String {
         if self.trace_id_high == 0 {

@@ -66,7 +66,7 @@ pub fn deserialize(bytes: &[u8]) -> Result<Propagated, ContextError> {
             trace_id_high,
             trace_id,
             span_id,
-            parent_id: (parent_id != span_id && parent_id != 0).then_some(parent_id),
+            parent_id: TraceIds::parent_of(span_id, parent_id),
         }),
         sampled: (flags & FLAG_SAMPLING_KNOWN != 0).then_some(flags & FLAG_SAMPLED != 0),
         debug: flags & FLAG_DEBUG != 0,
