@@ -1124,11 +1124,18 @@ async fn h2_call(
         .uri(format!("http://world{path}"))
         .body(())
         .expect("request");
-    let ready = within("the h2 client to be ready", client.clone().ready())
+    h2_send(client, req).await
+}
+
+/// Sends `req` (without a body) on an `h2` crate client and waits for its head.
+async fn h2_send(
+    client: &h2::client::SendRequest<Bytes>,
+    req: Request<()>,
+) -> Response<h2::RecvStream> {
+    let mut ready = within("the h2 client to be ready", client.clone().ready())
         .await
         .expect("connection open");
-    let mut client = ready;
-    let (response, _) = client.send_request(req, true).expect("stream opened");
+    let (response, _) = ready.send_request(req, true).expect("stream opened");
     within("response headers", response)
         .await
         .expect("response")
@@ -1199,13 +1206,7 @@ async fn a_refused_stream_is_retried_by_the_compliant_grpc_classifier() {
             .header("content-type", "application/grpc")
             .body(())
             .expect("request");
-        let mut ready = within("the h2 client to be ready", client.clone().ready())
-            .await
-            .expect("connection open");
-        let (response, _) = ready.send_request(req, true).expect("stream opened");
-        let rsp = within("response headers", response)
-            .await
-            .expect("a response, not a reset");
+        let rsp = h2_send(&client, req).await;
         if retried {
             assert_eq!(rsp.status(), StatusCode::OK, "{hops} {service}");
             let mut body = rsp.into_body();

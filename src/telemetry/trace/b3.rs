@@ -225,6 +225,7 @@ mod tests {
     }
 
     const T: &str = "463ac35c9f6413ad";
+    const T128: &str = "463ac35c9f6413ad48485a3953bb6124";
 
     /// A span naming itself as its parent has none, as `l5d-ctx-trace` reads it, so the
     /// context writes back to the same ids whichever header carried it (found by the
@@ -255,7 +256,6 @@ mod tests {
         let child = decode_single(b"1-1-1-3").unwrap().ids.unwrap();
         assert_eq!(child.parent_id, Some(3));
     }
-    const T128: &str = "463ac35c9f6413ad48485a3953bb6124";
 
     #[test]
     fn multi_headers_with_every_field() {
