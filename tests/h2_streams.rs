@@ -519,14 +519,16 @@ struct Mesh {
 
 impl Mesh {
     /// Services (authorities) `world`, `slow` (`totalTimeoutMs: 300` on `inner`),
-    /// `grpc` (`io.l5d.h2.grpc.default` classifier on both routers) and `compliant`
-    /// (`io.l5d.h2.grpc.compliant` on `inner`) all reach `backend`.
+    /// `grpc` (`io.l5d.h2.grpc.default` classifier on both routers), `compliant`
+    /// (`io.l5d.h2.grpc.compliant` on `inner`) and `strict` (`io.l5d.h2.grpc.default`)
+    /// all reach `backend`; `inner`'s clients of `compliant` and `strict` have no
+    /// requeue budget.
     /// `max_streams` sets `inner`'s `maxConcurrentStreamsPerConnection`.
     fn start(name: &str, backend: SocketAddr, max_streams: Option<u32>) -> Mesh {
         let dir = scratch(name);
         let disco = dir.join("disco");
         std::fs::create_dir_all(&disco).expect("disco");
-        for service in ["world", "slow", "grpc", "compliant"] {
+        for service in ["world", "slow", "grpc", "compliant", "strict"] {
             std::fs::write(
                 disco.join(service),
                 format!("{} {}\n", backend.ip(), backend.port()),
@@ -558,7 +560,17 @@ routers:
     - prefix: /svc/compliant
       responseClassifier:
         kind: io.l5d.h2.grpc.compliant
-{grpc}  servers:
+    - prefix: /svc/strict
+      responseClassifier:
+        kind: io.l5d.h2.grpc.default
+{grpc}  client:
+    kind: io.l5d.static
+    configs:
+    - prefix: /#/io.l5d.fs/compliant
+      requeueBudget: {{percentCanRetry: 0.0, minRetriesPerSec: 0}}
+    - prefix: /#/io.l5d.fs/strict
+      requeueBudget: {{percentCanRetry: 0.0, minRetriesPerSec: 0}}
+  servers:
   - port: {inner}
 {limit}- protocol: h2
   label: outer
@@ -1181,22 +1193,22 @@ async fn an_upstream_reset_mid_response_reaches_the_client_with_its_reason() {
 }
 
 /// A stream the endpoint refuses (`REFUSED_STREAM`: it did not act on the call) is
-/// retried under `io.l5d.h2.grpc.compliant`, as Linkerd's compliant classifier does, and
-/// answers the client; under `io.l5d.h2.grpc.default` it is not retried, and the gRPC
-/// client gets UNAVAILABLE. (Through two hops that UNAVAILABLE would be retried by the
-/// outer router's default classifier, as Linkerd's are, so the default is checked on
-/// one hop.)
+/// requeued by the client whatever the classifier, through one hop and two. Without a
+/// requeue budget the classifier decides: `io.l5d.h2.grpc.compliant` retries it, as
+/// Linkerd's compliant classifier does, and `io.l5d.h2.grpc.default` does not, so the
+/// gRPC client gets UNAVAILABLE, marked retryable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_stream_is_retried_by_the_compliant_grpc_classifier() {
+async fn a_refused_stream_is_requeued_or_left_to_the_classifier() {
     let backend = h2_backend().await;
     let mesh = Mesh::start("h2s-refused", backend.addr, None);
     let [one, two] = mesh.entries();
     let cases = [
+        (one, "grpc", true),
+        (two, "grpc", true),
         (one, "compliant", true),
-        (two, "compliant", true),
-        (one, "grpc", false),
+        (one, "strict", false),
     ];
-    for ((hops, entry), service, retried) in cases {
+    for ((hops, entry), service, answered) in cases {
         let client = h2_connect(entry).await;
         let tag = hops.replace(' ', "-");
         let path = format!("/refuse-once/{service}-{tag}");
@@ -1207,7 +1219,7 @@ async fn a_refused_stream_is_retried_by_the_compliant_grpc_classifier() {
             .body(())
             .expect("request");
         let rsp = h2_send(&client, req).await;
-        if retried {
+        if answered {
             assert_eq!(rsp.status(), StatusCode::OK, "{hops} {service}");
             let mut body = rsp.into_body();
             let data = within("the answer", body.data())
@@ -1228,19 +1240,105 @@ async fn a_refused_stream_is_retried_by_the_compliant_grpc_classifier() {
         }
         assert_eq!(
             backend.attempts(&path),
-            if retried { 2 } else { 1 },
+            if answered { 2 } else { 1 },
             "{hops} {service}"
         );
     }
-    client_failures_mention_refused(mesh.admin).await;
+    // One refusal per case, on the inner router; the two `grpc` ones were requeued, and
+    // nothing else was.
+    let text = scrape_until(mesh.admin, |t| {
+        prom_sum(t, "rt:client:failures", "inner", Some("RefusedStream")) >= 4.0
+    })
+    .await;
+    let refused = prom_sum(&text, "rt:client:failures", "inner", Some("RefusedStream"));
+    assert_eq!(refused, 4.0, "{text}");
+    let requeues = prom_sum(&text, "rt:client:retries:requeues", "inner", None);
+    assert_eq!(requeues, 2.0, "{text}");
 }
 
-/// The inner router counts the refused attempts under their own failure name.
-async fn client_failures_mention_refused(admin: SocketAddr) {
-    let text = scrape_until(admin, |t| t.contains("RefusedStream")).await;
+/// An endpoint restarting gracefully sends `GOAWAY` with the last stream id it will
+/// process, below the stream Plexus just opened: that stream was refused unprocessed, so
+/// it is requeued on a new connection and the call answers, whatever its method and
+/// classifier. The refusal is counted as `RefusedStream`, and the requeue as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_refused_by_goaway_is_requeued_on_a_new_connection() {
+    let backend = going_away_backend().await;
+    let mesh = Mesh::start("h2s-goaway", backend.addr, None);
+    let mut client = h2_connect(mesh.inner).await;
+    let rsp = h2_call(&mut client, "/restarting").await;
+    assert_eq!(rsp.status(), StatusCode::OK, "{:?}", rsp.headers());
+    let data = within("the answer", rsp.into_body().data())
+        .await
+        .expect("a chunk")
+        .expect("data");
+    assert_eq!(data, "ok");
+    assert_eq!(backend.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(backend.refused.load(Ordering::SeqCst), 1);
+    let text = scrape_until(mesh.admin, |t| {
+        prom_sum(t, "rt:client:retries:requeues", "inner", None) >= 1.0
+    })
+    .await;
     let refused = prom_sum(&text, "rt:client:failures", "inner", Some("RefusedStream"));
-    // One refusal per case.
-    assert_eq!(refused, 3.0, "{text}");
+    assert_eq!(refused, 1.0, "{text}");
+    assert_eq!(
+        prom_sum(&text, "rt:client:retries:requeues", "inner", None),
+        1.0,
+        "{text}"
+    );
+}
+
+/// A backend whose first connection is going away: it takes the first stream opened on
+/// it and answers with `GOAWAY` (`NO_ERROR`) naming the stream before it as the last it
+/// processes, then stays open until the client closes. Later connections answer every
+/// stream `ok` (on the `h2` crate).
+struct GoingAway {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    /// Streams refused by the first connection's `GOAWAY`.
+    refused: Arc<AtomicUsize>,
+}
+
+async fn going_away_backend() -> GoingAway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (connections, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (count, refusals) = (connections.clone(), refused.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                let refusals = refusals.clone();
+                tokio::spawn(async move {
+                    let Some(mut conn) = raw::Conn::accept(stream).await else {
+                        return;
+                    };
+                    while let Some(frame) = conn.next().await {
+                        if frame.kind == raw::HEADERS {
+                            refusals.fetch_add(1, Ordering::SeqCst);
+                            conn.go_away(frame.stream.saturating_sub(2), 0).await;
+                        }
+                    }
+                });
+                continue;
+            }
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                while let Some(Ok((_, mut respond))) = conn.accept().await {
+                    if let Ok(mut stream) = respond.send_response(Response::new(()), false) {
+                        let _ = stream.send_data(Bytes::from_static(b"ok"), true);
+                    }
+                }
+            });
+        }
+    });
+    GoingAway {
+        addr,
+        connections,
+        refused,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1597,6 +1695,7 @@ mod raw {
     const ACK: u8 = 0x1;
     const END_HEADERS: u8 = 0x4;
     pub(super) const REFUSED_STREAM: u32 = 0x7;
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
     pub(super) struct Frame {
         pub(super) kind: u8,
@@ -1632,9 +1731,7 @@ mod raw {
     impl Conn {
         pub(super) async fn connect(addr: SocketAddr) -> Conn {
             let mut io = TcpStream::connect(addr).await.expect("connect");
-            io.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-                .await
-                .expect("preface");
+            io.write_all(PREFACE).await.expect("preface");
             let mut conn = Conn {
                 io,
                 max_streams: None,
@@ -1673,7 +1770,30 @@ mod raw {
                 .await;
         }
 
-        /// The next frame, or `None` once the server closed the connection. SETTINGS and
+        /// The server side of a connection: reads the client's preface and sends empty
+        /// SETTINGS. `None` if the preface is not HTTP/2's.
+        pub(super) async fn accept(mut io: TcpStream) -> Option<Conn> {
+            let mut preface = [0u8; PREFACE.len()];
+            io.read_exact(&mut preface).await.ok()?;
+            if preface != *PREFACE {
+                return None;
+            }
+            let mut conn = Conn {
+                io,
+                max_streams: None,
+            };
+            conn.write(SETTINGS, 0, 0, &[]).await;
+            Some(conn)
+        }
+
+        /// Sends GOAWAY with `last` as the last stream id processed, and `error_code`.
+        pub(super) async fn go_away(&mut self, last: u32, error_code: u32) {
+            let mut payload = last.to_be_bytes().to_vec();
+            payload.extend_from_slice(&error_code.to_be_bytes());
+            self.write(GOAWAY, 0, 0, &payload).await;
+        }
+
+        /// The next frame, or `None` once the peer closed the connection. SETTINGS and
         /// PING are acknowledged (and still returned).
         pub(super) async fn next(&mut self) -> Option<Frame> {
             let mut head = [0u8; 9];

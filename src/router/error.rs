@@ -27,8 +27,8 @@ pub enum ErrorKind {
     Connect,
     /// The endpoint failed while the request was in flight (502).
     Upstream,
-    /// The endpoint refused the HTTP/2 stream (`REFUSED_STREAM`) without acting on it
-    /// (502; retryable).
+    /// The endpoint refused the HTTP/2 stream without acting on it (`REFUSED_STREAM`, or
+    /// above the last stream id of its `GOAWAY`): requeued; 502 and retryable when not.
     Refused,
     /// A deadline or timeout passed (503).
     Timeout,

@@ -129,16 +129,18 @@ impl ClientEntry {
         Some((endpoint, pending))
     }
 
-    /// Whether an attempt that never reached `endpoint` is sent again (a requeue),
-    /// within the request's limit and the client's requeue budget.
+    /// Whether an attempt `endpoint` did not act on is sent again (a requeue), within
+    /// the request's limit and the client's requeue budget. The caller knows how it
+    /// failed (`why`): it never got it (`ConnectFailed`), or refused it (`Refused`).
     pub(super) fn requeue(
         &self,
         state: &mut RetryState,
         endpoint: SocketAddr,
+        why: AttemptError,
         error: &ProxyError,
     ) -> bool {
         let decision = state.requeue(
-            AttemptError::ConnectFailed,
+            why,
             None,
             &mut self.requeue_budget.borrow_mut(),
             Instant::now(),
@@ -146,7 +148,7 @@ impl ClientEntry {
         if decision != Decision::Requeue {
             return false;
         }
-        tracing::debug!(%endpoint, error = %error, "requeued a request that never reached its endpoint");
+        tracing::debug!(%endpoint, error = %error, "requeued a request its endpoint did not act on");
         self.requeues.increment(1);
         true
     }
@@ -759,8 +761,17 @@ async fn dispatch(
     let classifier = service.policy.classifier;
     // A request can be retried only if its body can be sent again: empty, or small
     // enough to keep (bodies of methods the classifier never retries always stream).
-    let replay = if upgrade || !classifier.retries_method(&parts.method) {
+    // An empty one is kept whatever the classifier when an endpoint may refuse its
+    // HTTP/2 stream unprocessed, so the refusal can be requeued.
+    let refusable = h2 || client.upgrade_h2;
+    let replay = if upgrade {
         Replay::Stream(Some(body))
+    } else if !classifier.retries_method(&parts.method) {
+        if refusable && body.is_end_stream() {
+            Replay::Buffered(Bytes::new())
+        } else {
+            Replay::Stream(Some(body))
+        }
     } else {
         Replay::buffer(body, &parts.headers, h2).await?
     };
@@ -789,7 +800,7 @@ async fn dispatch(
     let mut state = RetryState::new(service.policy.backoff, 0);
     service.budget.borrow_mut().deposit(Instant::now());
     let mut replay = replay;
-    let mut head = Some(parts);
+    let mut kept_head = Some(parts);
     let result = loop {
         let Some(body) = replay.next() else {
             break Err(ProxyError::new(
@@ -799,9 +810,9 @@ async fn dispatch(
         };
         // The head is kept for another attempt only when one is possible.
         let head = if replay.may_replay() {
-            head.clone()
+            kept_head.clone()
         } else {
-            head.take()
+            kept_head.take()
         };
         let Some(head) = head else {
             break Err(ProxyError::new(
@@ -812,20 +823,36 @@ async fn dispatch(
         // Boxed: the request passes through four futures on its way to the endpoint,
         // and each would copy it whole.
         let attempt = Box::new(Request::from_parts(head, body));
-        let result = forward(worker, obs, &client, &bound.addr, attempt, none, &|r| {
-            let success = classify(r, false).is_success();
-            // A gRPC call whose status is still to come, after its messages: only
-            // the end of its stream can tell (see `AtEnd`).
-            if success
-                && grpc
-                && r.status() == StatusCode::OK
-                && !r.headers().contains_key(GRPC_STATUS)
-            {
-                Verdict::AtEnd
-            } else {
-                Verdict::Now(success)
-            }
-        })
+        // Another copy for a requeue, once the attempt has been answered with a refusal:
+        // the body kept while it streamed is whole by then, or never will be.
+        let mut again = || {
+            let head = kept_head.as_ref()?.clone();
+            let body = replay.replayable().then(|| replay.next()).flatten()?;
+            Some(Box::new(Request::from_parts(head, body)))
+        };
+        let result = forward(
+            worker,
+            obs,
+            &client,
+            &bound.addr,
+            attempt,
+            &mut again,
+            none,
+            &|r| {
+                let success = classify(r, false).is_success();
+                // A gRPC call whose status is still to come, after its messages: only
+                // the end of its stream can tell (see `AtEnd`).
+                if success
+                    && grpc
+                    && r.status() == StatusCode::OK
+                    && !r.headers().contains_key(GRPC_STATUS)
+                {
+                    Verdict::AtEnd
+                } else {
+                    Verdict::Now(success)
+                }
+            },
+        )
         .await;
         // Known only now for a body kept while it streamed: whether all of it was kept.
         let replayable = replay.replayable();
@@ -1083,13 +1110,17 @@ impl http_body::Body for Tee {
 
 /// Phase 7, the client stack: pick an endpoint (balancer, avoiding ejected ones), send,
 /// report the outcome to the balancer and the circuit breaker, and requeue a request
-/// that never reached an endpoint while the requeue budget allows.
+/// that an endpoint did not act on while the requeue budget allows. A request that never
+/// left comes back whole; one an endpoint refused was spent, and `again` makes another
+/// copy of it (`None`: it cannot, as its body was not all kept).
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     worker: &Worker,
     obs: &Observation<'_>,
     client: &ClientEntry,
     addr: &Addr,
     mut req: Box<Request<ProxyBody>>,
+    again: &mut dyn FnMut() -> Option<Box<Request<ProxyBody>>>,
     no_hosts: impl Fn() -> ProxyError,
     judge: &dyn Fn(&Response<ProxyBody>) -> Verdict,
 ) -> Result<(Response<ProxyBody>, Option<ClientEnd>), ProxyError> {
@@ -1154,13 +1185,18 @@ async fn forward(
                 client.outcome(endpoint, false);
                 inflight.finish(None, Some(error.metric_label()));
                 attempt.finish(AttemptOutcome::Failed(&error));
-                let Some(unsent) = unsent else {
-                    return Err(error);
+                let (next, why) = match unsent {
+                    Some(unsent) => (unsent, AttemptError::ConnectFailed),
+                    None if error.kind == ErrorKind::Refused => match again() {
+                        Some(copy) => (copy, AttemptError::Refused),
+                        None => return Err(error),
+                    },
+                    None => return Err(error),
                 };
-                if !client.requeue(&mut state, endpoint, &error) {
+                if !client.requeue(&mut state, endpoint, why, &error) {
                     return Err(error);
                 }
-                req = unsent;
+                req = next;
             }
         }
     }

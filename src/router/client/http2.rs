@@ -261,17 +261,27 @@ async fn handshake(target: &Target, key: PoolKey) -> Result<(u64, Sender), Proxy
     Ok((id, sender))
 }
 
-/// A failed stream, with the HTTP/2 error's reason. A stream the endpoint refused
-/// (`RST_STREAM` with `REFUSED_STREAM`) was not acted on, which makes it retryable where
-/// a classifier says so (`io.l5d.h2.grpc.compliant`).
+/// A failed stream, with the HTTP/2 error's reason. A stream the endpoint did not
+/// process, and said so, is [`ErrorKind::Refused`], which the client requeues (and
+/// `io.l5d.h2.grpc.compliant` retries): one it reset with `REFUSED_STREAM`, and one above
+/// the last stream id of its `GOAWAY` (RFC 9113, sections 8.7 and 6.8; a graceful
+/// restart sends that). `h2` fails a stream with the endpoint's `GOAWAY` only then, or
+/// when the stream was never sent; streams at or below the last id go on, and fail as
+/// broken pipes if the connection ends first, which may have been acted on.
 fn failure(addr: std::net::SocketAddr, e: &h2::Error) -> ProxyError {
-    let refused = e.is_reset() && e.is_remote() && e.reason() == Some(h2::Reason::REFUSED_STREAM);
-    let kind = if refused {
-        ErrorKind::Refused
-    } else {
-        ErrorKind::Upstream
-    };
-    ProxyError::new(kind, format!("{addr}: {}", with_sources(e)))
+    if e.is_remote() && e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM) {
+        return ProxyError::new(ErrorKind::Refused, format!("{addr}: {}", with_sources(e)));
+    }
+    if e.is_remote() && e.is_go_away() {
+        return ProxyError::new(
+            ErrorKind::Refused,
+            format!(
+                "{addr}: the endpoint is going away and refused the stream unprocessed: {}",
+                with_sources(e)
+            ),
+        );
+    }
+    ProxyError::new(ErrorKind::Upstream, format!("{addr}: {}", with_sources(e)))
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@
 //!    Linkerd saying it never sent the request) becomes retryable;
 //! 2. a request without a replayable body (chunked) is never retryable.
 //!
-//! Separately, [`is_requeueable`] says which errors never reached the server at all;
-//! those are requeued by the client whatever the method and the classifier.
+//! Separately, [`is_requeueable`] says which errors the server certainly did not act on
+//! (it never got the request, or refused it unprocessed); those are requeued by the
+//! client whatever the method and the classifier.
 //!
 //! The gRPC kinds ([`GrpcRule`]) judge `grpc-status` when the response head carries it.
 //! When it does not (a call that streams messages reports its status in the trailers),
@@ -69,13 +70,14 @@ impl ResponseClass {
 pub enum AttemptError {
     /// Not a byte of the request was written: the connection could not be made (refused,
     /// unreachable, connect timeout), or a pooled connection was found closed before
-    /// writing. The only kind that is [requeueable](is_requeueable).
+    /// writing. [Requeueable](is_requeueable).
     ConnectFailed,
     /// The connection failed after the request was (partly) written: reset, closed before
     /// or during the response, or a malformed response. The server may have acted on it.
     FailedAfterSend,
-    /// The endpoint refused the HTTP/2 stream (`RST_STREAM` with `REFUSED_STREAM`), which
-    /// says it did not act on the request (RFC 9113, section 8.7).
+    /// The endpoint did not process the HTTP/2 stream and said so: `RST_STREAM` with
+    /// `REFUSED_STREAM`, or a `GOAWAY` whose last stream id is below the stream's (RFC 9113,
+    /// sections 8.7 and 6.8). [Requeueable](is_requeueable).
     Refused,
     /// No response within the per-attempt timeout (`requestAttemptTimeoutMs`).
     Timeout,
@@ -395,10 +397,11 @@ impl Classifier {
     }
 }
 
-/// Whether the error certainly never reached the server, so the request may be sent
-/// again whatever its method, body or classifier (a client *requeue*).
+/// Whether the server certainly did not act on the request (it never reached the
+/// server, or the server refused it unprocessed), so it may be sent again whatever its
+/// method or classifier (a client *requeue*).
 pub fn is_requeueable(error: AttemptError) -> bool {
-    error == AttemptError::ConnectFailed
+    matches!(error, AttemptError::ConnectFailed | AttemptError::Refused)
 }
 
 /// Whether one `l5d-retryable` header value says `true` (ASCII case-insensitive,
@@ -589,8 +592,9 @@ mod tests {
     }
 
     #[test]
-    fn only_connect_failures_requeue() {
+    fn only_errors_the_server_did_not_act_on_requeue() {
         assert!(is_requeueable(AttemptError::ConnectFailed));
+        assert!(is_requeueable(AttemptError::Refused));
         assert!(!is_requeueable(AttemptError::FailedAfterSend));
         assert!(!is_requeueable(AttemptError::Timeout));
         assert!(!is_requeueable(AttemptError::Other));

@@ -26,7 +26,9 @@ use crate::router::client::Dial;
 use crate::router::error::{ErrorKind, ProxyError};
 use crate::router::http::{ClientEntry, ServiceEntry, Worker, bind};
 use crate::router::peer::{self, PeerState};
-use crate::router::retry::{Deadline, Decision, GiveUpReason, ResponseClass, RetryState};
+use crate::router::retry::{
+    AttemptError, Deadline, Decision, GiveUpReason, ResponseClass, RetryState,
+};
 use crate::router::stats::InFlight;
 
 /// What a call came to, when it did not fail in the proxy.
@@ -270,7 +272,9 @@ async fn forward(
                 pending.end(BalanceOutcome::FAILURE);
                 client.outcome(endpoint, false);
                 inflight.finish_outcome(false, Some(error.metric_label()));
-                if sent || !client.requeue(&mut state, endpoint, &error) {
+                if sent
+                    || !client.requeue(&mut state, endpoint, AttemptError::ConnectFailed, &error)
+                {
                     return Err(error);
                 }
             }
