@@ -1259,38 +1259,60 @@ async fn a_refused_stream_is_requeued_or_left_to_the_classifier() {
 /// An endpoint restarting gracefully sends `GOAWAY` with the last stream id it will
 /// process, below the stream Plexus just opened: that stream was refused unprocessed, so
 /// it is requeued on a new connection and the call answers, whatever its method and
-/// classifier. The refusal is counted as `RefusedStream`, and the requeue as one.
+/// classifier (`world` has the default, which retries nothing). A call with a message
+/// is requeued with it (the backend echoes it back); one without, without. Each refusal
+/// is counted as `RefusedStream`, and each requeue as one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_refused_by_goaway_is_requeued_on_a_new_connection() {
-    let backend = going_away_backend().await;
-    let mesh = Mesh::start("h2s-goaway", backend.addr, None);
-    let mut client = h2_connect(mesh.inner).await;
-    let rsp = h2_call(&mut client, "/restarting").await;
-    assert_eq!(rsp.status(), StatusCode::OK, "{:?}", rsp.headers());
-    let data = within("the answer", rsp.into_body().data())
-        .await
-        .expect("a chunk")
-        .expect("data");
-    assert_eq!(data, "ok");
-    assert_eq!(backend.connections.load(Ordering::SeqCst), 2);
-    assert_eq!(backend.refused.load(Ordering::SeqCst), 1);
-    let text = scrape_until(mesh.admin, |t| {
-        prom_sum(t, "rt:client:retries:requeues", "inner", None) >= 1.0
-    })
-    .await;
-    let refused = prom_sum(&text, "rt:client:failures", "inner", Some("RefusedStream"));
-    assert_eq!(refused, 1.0, "{text}");
-    assert_eq!(
-        prom_sum(&text, "rt:client:retries:requeues", "inner", None),
-        1.0,
-        "{text}"
-    );
+    for (call, message) in [("empty", ""), ("message", "a message")] {
+        let backend = going_away_backend().await;
+        let mesh = Mesh::start(&format!("h2s-goaway-{call}"), backend.addr, None);
+        let client = h2_connect(mesh.inner).await;
+        let req = Request::builder()
+            .method("POST")
+            .uri("http://world/restarting")
+            .header("content-type", "application/grpc")
+            .body(())
+            .expect("request");
+        let mut ready = within("the h2 client to be ready", client.clone().ready())
+            .await
+            .expect("connection open");
+        let (response, mut body) = ready
+            .send_request(req, message.is_empty())
+            .expect("stream opened");
+        if !message.is_empty() {
+            body.send_data(Bytes::from(message), true)
+                .expect("message sent");
+        }
+        let rsp = within("response headers", response)
+            .await
+            .expect("response");
+        assert_eq!(rsp.status(), StatusCode::OK, "{call}: {:?}", rsp.headers());
+        let mut answer = BytesMut::new();
+        let mut recv = rsp.into_body();
+        while let Some(chunk) = within("the answer", recv.data()).await {
+            answer.extend_from_slice(&chunk.expect("data"));
+        }
+        let expected = if message.is_empty() { "ok" } else { message };
+        assert_eq!(answer, expected, "{call}");
+        assert_eq!(backend.connections.load(Ordering::SeqCst), 2, "{call}");
+        assert_eq!(backend.refused.load(Ordering::SeqCst), 1, "{call}");
+        let text = scrape_until(mesh.admin, |t| {
+            prom_sum(t, "rt:client:retries:requeues", "inner", None) >= 1.0
+        })
+        .await;
+        let refused = prom_sum(&text, "rt:client:failures", "inner", Some("RefusedStream"));
+        assert_eq!(refused, 1.0, "{call}: {text}");
+        let requeues = prom_sum(&text, "rt:client:retries:requeues", "inner", None);
+        assert_eq!(requeues, 1.0, "{call}: {text}");
+    }
 }
 
 /// A backend whose first connection is going away: it takes the first stream opened on
-/// it and answers with `GOAWAY` (`NO_ERROR`) naming the stream before it as the last it
-/// processes, then stays open until the client closes. Later connections answer every
-/// stream `ok` (on the `h2` crate).
+/// it and, once the stream's request has ended, answers with `GOAWAY` (`NO_ERROR`)
+/// naming the stream before it as the last it processes, then stays open until the
+/// client closes. Later connections (on the `h2` crate) answer every stream with its
+/// request body, or `ok` when it has none.
 struct GoingAway {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
@@ -1308,28 +1330,28 @@ async fn going_away_backend() -> GoingAway {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                let refusals = refusals.clone();
-                tokio::spawn(async move {
-                    let Some(mut conn) = raw::Conn::accept(stream).await else {
-                        return;
-                    };
-                    while let Some(frame) = conn.next().await {
-                        if frame.kind == raw::HEADERS {
-                            refusals.fetch_add(1, Ordering::SeqCst);
-                            conn.go_away(frame.stream.saturating_sub(2), 0).await;
-                        }
-                    }
-                });
+                tokio::spawn(go_away_once(stream, refusals.clone()));
                 continue;
             }
             tokio::spawn(async move {
                 let Ok(mut conn) = h2::server::handshake(stream).await else {
                     return;
                 };
-                while let Some(Ok((_, mut respond))) = conn.accept().await {
-                    if let Ok(mut stream) = respond.send_response(Response::new(()), false) {
-                        let _ = stream.send_data(Bytes::from_static(b"ok"), true);
-                    }
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        let mut body = req.into_body();
+                        let mut echo = BytesMut::new();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            echo.extend_from_slice(&chunk);
+                        }
+                        if echo.is_empty() {
+                            echo.extend_from_slice(b"ok");
+                        }
+                        if let Ok(mut stream) = respond.send_response(Response::new(()), false) {
+                            let _ = stream.send_data(echo.freeze(), true);
+                        }
+                    });
                 }
             });
         }
@@ -1338,6 +1360,24 @@ async fn going_away_backend() -> GoingAway {
         addr,
         connections,
         refused,
+    }
+}
+
+/// The going-away side of [`going_away_backend`], in raw frames: `h2`'s server cannot
+/// name a last stream below one it has read.
+async fn go_away_once(stream: tokio::net::TcpStream, refusals: Arc<AtomicUsize>) {
+    let Some(mut conn) = raw::Conn::accept(stream).await else {
+        return;
+    };
+    let mut refused = false;
+    while let Some(frame) = conn.next().await {
+        let ends =
+            matches!(frame.kind, raw::HEADERS | raw::DATA) && frame.flags & raw::END_STREAM != 0;
+        if ends && !refused {
+            refused = true;
+            refusals.fetch_add(1, Ordering::SeqCst);
+            conn.go_away(frame.stream.saturating_sub(2), 0).await;
+        }
     }
 }
 

@@ -7,10 +7,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -759,19 +762,13 @@ async fn dispatch(
         None
     };
     let classifier = service.policy.classifier;
-    // A request can be retried only if its body can be sent again: empty, or small
-    // enough to keep (bodies of methods the classifier never retries always stream).
-    // An empty one is kept whatever the classifier when an endpoint may refuse its
-    // HTTP/2 stream unprocessed, so the refusal can be requeued.
+    // A request can be sent again only if its body can: empty, or small enough to keep.
+    // Bodies are kept for a classifier that may retry their method, and for an endpoint
+    // that may refuse an HTTP/2 stream unprocessed, so the refusal can be requeued
+    // whatever the classifier; otherwise they stream.
     let refusable = h2 || client.upgrade_h2;
-    let replay = if upgrade {
+    let replay = if upgrade || !(refusable || classifier.retries_method(&parts.method)) {
         Replay::Stream(Some(body))
-    } else if !classifier.retries_method(&parts.method) {
-        if refusable && body.is_end_stream() {
-            Replay::Buffered(Bytes::new())
-        } else {
-            Replay::Stream(Some(body))
-        }
     } else {
         Replay::buffer(body, &parts.headers, h2).await?
     };
@@ -952,7 +949,7 @@ enum Replay {
     /// of unknown length, as gRPC requests are): later attempts get the copy if the body
     /// ended within the bound by the time the first attempt was answered.
     Teed {
-        first: Option<RequestBody>,
+        first: Option<Tee>,
         copy: Arc<std::sync::Mutex<TeeCopy>>,
     },
 }
@@ -961,37 +958,71 @@ impl Replay {
     /// Keeps the body when it is empty or declared small enough; streams it otherwise.
     /// HTTP/2 bodies of unknown length (gRPC requests) are streamed at once and kept up
     /// to the bound as they pass: waiting for them to end first would hold back every
-    /// streaming call whose client waits for an answer before it sends more. HTTP/1.1
-    /// chunked bodies are never kept: Linkerd never retries them.
+    /// streaming call whose client waits for an answer before it sends more. An HTTP/2
+    /// body that has already arrived whole (a unary call's message, read with its head)
+    /// is kept as it is, without a copy. HTTP/1.1 chunked bodies are never kept: Linkerd
+    /// never retries them.
     async fn buffer(
-        body: RequestBody,
+        mut body: RequestBody,
         headers: &http::HeaderMap,
         h2: bool,
     ) -> Result<Replay, ProxyError> {
         if body.is_end_stream() {
             return Ok(Replay::Buffered(Bytes::new()));
         }
-        if h2 && !headers.contains_key(header::CONTENT_LENGTH) {
+        let length = h::content_length(headers);
+        let keepable = length.map_or(h2, |n| n <= DEFAULT_RETRY_BUFFER_BYTES as u64);
+        if !keepable {
+            return Ok(Replay::Stream(Some(body)));
+        }
+        // What has arrived, without waiting for more.
+        let mut pending = None;
+        if h2 {
+            match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                Poll::Ready(None) => return Ok(Replay::Buffered(Bytes::new())),
+                Poll::Ready(Some(Ok(frame))) if body.is_end_stream() => match frame.into_data() {
+                    Ok(data) => return Ok(Replay::Buffered(data)),
+                    Err(trailers) => pending = Some(Ok(trailers)),
+                },
+                Poll::Ready(Some(frame)) => pending = Some(frame),
+                Poll::Pending => {}
+            }
+        }
+        if length.is_none() {
+            let copy = Arc::default();
             return Ok(Replay::Teed {
-                first: Some(body),
-                copy: Arc::default(),
+                first: Some(Tee {
+                    pending,
+                    inner: body,
+                    copy: Arc::clone(&copy),
+                }),
+                copy,
             });
         }
-        match h::content_length(headers) {
-            Some(n) if n <= DEFAULT_RETRY_BUFFER_BYTES as u64 => {
-                let collected = http_body_util::Limited::new(body, DEFAULT_RETRY_BUFFER_BYTES)
-                    .collect()
-                    .await
-                    .map_err(|e| {
-                        ProxyError::new(
-                            ErrorKind::BadRequest,
-                            format!("cannot read the request body: {e}"),
-                        )
-                    })?;
-                Ok(Replay::Buffered(collected.to_bytes()))
-            }
-            _ => Ok(Replay::Stream(Some(body))),
-        }
+        let unreadable = |e: &dyn std::fmt::Display| {
+            ProxyError::new(
+                ErrorKind::BadRequest,
+                format!("cannot read the request body: {e}"),
+            )
+        };
+        let first = match pending {
+            Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+            Some(Err(e)) => return Err(unreadable(&e)),
+            None => Bytes::new(),
+        };
+        let rest = http_body_util::Limited::new(
+            body,
+            DEFAULT_RETRY_BUFFER_BYTES.saturating_sub(first.len()),
+        )
+        .collect()
+        .await
+        .map_err(|e| unreadable(&e))?
+        .to_bytes();
+        Ok(Replay::Buffered(if first.is_empty() {
+            rest
+        } else {
+            [first, rest].concat().into()
+        }))
     }
 
     /// Whether another attempt might get the body (so its head is worth keeping).
@@ -1017,13 +1048,7 @@ impl Replay {
         match self {
             Replay::Buffered(b) => Some(full(b.clone())),
             Replay::Teed { first, copy } => match first.take() {
-                Some(inner) => Some(
-                    Tee {
-                        inner,
-                        copy: copy.clone(),
-                    }
-                    .boxed_unsync(),
-                ),
+                Some(tee) => Some(tee.boxed_unsync()),
                 None => {
                     let copy = lock(copy);
                     copy.whole()
@@ -1059,6 +1084,8 @@ fn lock(copy: &std::sync::Mutex<TeeCopy>) -> std::sync::MutexGuard<'_, TeeCopy> 
 
 /// A request body passed on frame by frame, copying its data while it fits the bound.
 struct Tee {
+    /// A frame already read from `inner`, passed on first.
+    pending: Option<Result<http_body::Frame<Bytes>, BoxError>>,
     inner: RequestBody,
     copy: Arc<std::sync::Mutex<TeeCopy>>,
 }
@@ -1068,15 +1095,18 @@ impl http_body::Body for Tee {
     type Error = BoxError;
 
     fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = match this.pending.take() {
+            Some(frame) => Poll::Ready(Some(frame)),
+            None => Pin::new(&mut this.inner).poll_frame(cx),
+        };
         let mut copy = lock(&this.copy);
         match &polled {
-            std::task::Poll::Ready(None) => copy.ended = true,
-            std::task::Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
+            Poll::Ready(None) => copy.ended = true,
+            Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
                 Some(data)
                     if !copy.spoiled
                         && copy.kept.len() + data.len() <= DEFAULT_RETRY_BUFFER_BYTES =>
@@ -1089,10 +1119,10 @@ impl http_body::Body for Tee {
                     copy.kept = bytes::BytesMut::new();
                 }
             },
-            std::task::Poll::Ready(Some(Err(_))) => copy.spoiled = true,
-            std::task::Poll::Pending => {}
+            Poll::Ready(Some(Err(_))) => copy.spoiled = true,
+            Poll::Pending => {}
         }
-        if this.inner.is_end_stream() {
+        if this.pending.is_none() && this.inner.is_end_stream() {
             copy.ended = true;
         }
         drop(copy);
@@ -1100,7 +1130,7 @@ impl http_body::Body for Tee {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.pending.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
