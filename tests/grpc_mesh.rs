@@ -2,7 +2,8 @@
 //! client calls `helloworld.Hello` through Plexus, hello calls `helloworld.World`
 //! through the same Plexus (forwarding `l5d-ctx-*`), routed by `:path` as the gRPC
 //! tutorial's config does (`io.l5d.header.path`, one segment). A World instance that
-//! fails every call with UNAVAILABLE is retried around by `io.l5d.h2.grpc.default`.
+//! fails every call with UNAVAILABLE is retried around by `io.l5d.h2.grpc.default`, and
+//! one stopped gracefully under h2load's load costs no call.
 
 mod support;
 
@@ -120,17 +121,18 @@ routers:\n- protocol: h2\n  label: grpc\n  dtab: /svc => /#/io.l5d.fs;\n  identi
     );
 }
 
-/// An h2 router with the gRPC tutorial's identifier, sending every service to `to`.
+/// An h2 router with the gRPC tutorial's identifier, sending each service to its
+/// instances; its address and its admin port.
 fn h2_router(
     dir: &std::path::Path,
     name: &str,
     ip: &str,
-    services: &[(&str, SocketAddr)],
-) -> (Proc, SocketAddr) {
+    services: &[(&str, &[SocketAddr])],
+) -> (Proc, SocketAddr, u16) {
     let disco = dir.join(format!("{name}-disco"));
     std::fs::create_dir_all(&disco).expect("disco");
-    for (file, addr) in services {
-        write(&disco, file, &[*addr]);
+    for (file, addrs) in services {
+        write(&disco, file, addrs);
     }
     let (port, admin) = (free_port(), free_port());
     let config = format!(
@@ -147,7 +149,7 @@ routers:\n- protocol: h2\n  label: {name}\n  dtab: /svc => /#/io.l5d.fs;\n  iden
     );
     let addr: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
     wait_for(&format!("{name} to serve"), || listening(addr));
-    (p, addr)
+    (p, addr, admin)
 }
 
 #[test]
@@ -162,11 +164,14 @@ fn grpc_through_two_plexus_hops() {
         "hello",
         &["-text=hello", &format!("-target={outgoing_addr}")],
     );
-    let (_incoming, incoming) = h2_router(
+    let (_incoming, incoming, _) = h2_router(
         &dir,
         "incoming",
         "127.0.2.1",
-        &[("helloworld.Hello", hello), ("helloworld.World", world)],
+        &[
+            ("helloworld.Hello", &[hello]),
+            ("helloworld.World", &[world]),
+        ],
     );
     // Node 1: the outgoing router sends both services to node 2's incoming router.
     let disco = dir.join("outgoing-disco");
@@ -213,4 +218,72 @@ routers:\n- protocol: h2\n  label: outgoing\n  dtab: /svc => /#/io.l5d.fs;\n  id
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+}
+
+/// A gRPC server stopping gracefully under load loses no call. Two World instances are
+/// behind an h2 router (default classifier, which retries nothing) and h2load sends
+/// unary calls; midway one instance gets SIGTERM. It drains: `GOAWAY`, refusing
+/// unprocessed the streams that crossed it, then its port closes. Plexus requeues both
+/// (the refused streams on a new connection, the refused connections to the other
+/// instance), so every call is answered.
+#[test]
+fn a_grpc_server_stopping_gracefully_under_load_loses_no_call() {
+    let dir = scratch("grpc-graceful-stop");
+    let (mut stopping, a) = app(&dir, "world-a", &["-text=world"]);
+    let (_staying, b) = app(&dir, "world-b", &["-text=world"]);
+    let (_plexus, addr, admin) = h2_router(
+        &dir,
+        "incoming",
+        "127.0.0.1",
+        &[("helloworld.World", &[a, b])],
+    );
+    // One gRPC frame holding an empty GreetRequest.
+    let call = dir.join("call.bin");
+    std::fs::write(&call, [0u8; 5]).expect("call");
+    let n: u64 = 20_000;
+    let load = Command::new("h2load")
+        .args(["-n", &n.to_string(), "-c", "4", "-m", "32", "-d"])
+        .arg(&call)
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .arg(format!("http://{addr}/helloworld.World/Greeting"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("h2load runs (install nghttp2-client)");
+    let answered = || {
+        let text = curl(&[
+            "-sS",
+            &format!("http://127.0.0.1:{admin}/admin/metrics.json"),
+        ])
+        .body;
+        serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|m| {
+                m.get("rt/incoming/service/svc/helloworld.World/requests")?
+                    .as_f64()
+            })
+            .unwrap_or(0.0)
+    };
+    wait_for("a quarter of the calls", || answered() >= (n / 4) as f64);
+    stopping.terminate();
+    let out = load.wait_with_output().expect("h2load ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let count = |name: &str| -> u64 {
+        text.lines()
+            .filter_map(|l| {
+                l.strip_prefix("requests: ")
+                    .or(l.strip_prefix("status codes: "))
+            })
+            .flat_map(|l| l.split(", "))
+            .find_map(|item| {
+                let (k, v) = item.trim().split_once(' ')?;
+                (v == name).then(|| k.parse().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("no {name:?} in:\n{text}"))
+    };
+    assert_eq!(count("succeeded"), n, "{text}");
+    assert_eq!(count("2xx"), n, "{text}");
+    assert_eq!(count("failed"), 0, "{text}");
+    assert_eq!(stopping.wait_exit(), Some(0), "{}", stopping.log_text());
 }
