@@ -1050,8 +1050,9 @@ async fn assert_grpc_unavailable(rsp: Response<Incoming>, reason: &str) {
 /// It counts the connections it accepts; `/cancel/<id>` and `/no-error/<id>` send
 /// `partial`, wait for the test's `cut` notice, then reset the stream with `CANCEL` or
 /// `NO_ERROR`; `/refuse-once/<id>` refuses its first stream for an id with
-/// `REFUSED_STREAM` before answering, and answers later ones; anything else answers
-/// `ok`. `attempts` counts the streams opened per path.
+/// `REFUSED_STREAM` before answering, and answers later ones; a CONNECT is answered
+/// `200` and echoes what it receives until its end; anything else answers `ok`.
+/// `attempts` counts the streams opened per path.
 struct H2Backend {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
@@ -1091,6 +1092,10 @@ async fn h2_backend() -> H2Backend {
                         *n
                     };
                     tokio::spawn(async move {
+                        if req.method() == http::Method::CONNECT {
+                            echo_tunnel(req, respond).await;
+                            return;
+                        }
                         let path = req.uri().path();
                         if path.starts_with("/refuse-once/") && attempt == 1 {
                             respond.send_reset(h2::Reason::REFUSED_STREAM);
@@ -1127,6 +1132,23 @@ async fn h2_backend() -> H2Backend {
 }
 
 /// A request on an `h2` crate client, which reports every reset as an error.
+/// Answers a CONNECT with `200`, then sends back each chunk as it comes, and ends when
+/// the client does. Only a target, no scheme or path, is a valid CONNECT (RFC 9113,
+/// section 8.5): `h2` refuses anything else before it gets here.
+async fn echo_tunnel(req: Request<h2::RecvStream>, mut respond: h2::server::SendResponse<Bytes>) {
+    let Ok(mut down) = respond.send_response(Response::new(()), false) else {
+        return;
+    };
+    let mut up = req.into_body();
+    while let Some(Ok(chunk)) = up.data().await {
+        let _ = up.flow_control().release_capacity(chunk.len());
+        if down.send_data(chunk, false).is_err() {
+            return;
+        }
+    }
+    let _ = down.send_data(Bytes::new(), true);
+}
+
 async fn h2_call(
     client: &mut h2::client::SendRequest<Bytes>,
     path: &str,
@@ -1158,6 +1180,44 @@ async fn h2_connect(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
     let (client, conn) = h2::client::handshake(stream).await.expect("h2 handshake");
     tokio::spawn(conn);
     client
+}
+
+/// A CONNECT stream is a tunnel: it reaches the endpoint with only its target (no
+/// `:scheme` or `:path`, which an HTTP/2 server refuses in a CONNECT), and each chunk
+/// goes through as it comes, both ways, through one hop and two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_tunnels_chunks_both_ways_through_one_hop_and_two() {
+    let backend = h2_backend().await;
+    let mesh = Mesh::start("h2s-connect", backend.addr, None);
+    for (hops, entry) in mesh.entries() {
+        let client = h2_connect(entry).await;
+        let req = Request::builder()
+            .method("CONNECT")
+            .uri("world")
+            .body(())
+            .expect("request");
+        let mut ready = within("the h2 client to be ready", client.clone().ready())
+            .await
+            .expect("connection open");
+        let (response, mut up) = ready.send_request(req, false).expect("stream opened");
+        let rsp = within("the tunnel", response).await.expect("response");
+        assert_eq!(rsp.status(), StatusCode::OK, "{hops}: {:?}", rsp.headers());
+        let mut down = rsp.into_body();
+        // Each chunk comes back before the next is sent: nothing waits for the end.
+        for chunk in ["ping", "pong", "done"] {
+            up.send_data(Bytes::from(chunk), false).expect("sent");
+            let echoed = within("the echo", down.data())
+                .await
+                .expect("a chunk")
+                .expect("data");
+            let _ = down.flow_control().release_capacity(echoed.len());
+            assert_eq!(echoed, chunk, "{hops}");
+        }
+        up.send_data(Bytes::new(), true).expect("ended");
+        while let Some(rest) = within("the tunnel's end", down.data()).await {
+            assert!(rest.expect("data").is_empty(), "{hops}");
+        }
+    }
 }
 
 /// A backend's reset mid-response reaches the client as a reset: `CANCEL` as

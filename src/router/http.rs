@@ -767,7 +767,9 @@ async fn dispatch(
     // that may refuse an HTTP/2 stream unprocessed, so the refusal can be requeued
     // whatever the classifier; otherwise they stream.
     let refusable = h2 || client.upgrade_h2;
-    let replay = if upgrade || !(refusable || classifier.retries_method(&parts.method)) {
+    // A tunnel (an upgrade, or CONNECT) is never sent again, and its bytes are not kept.
+    let tunnel = upgrade || parts.method == http::Method::CONNECT;
+    let replay = if tunnel || !(refusable || classifier.retries_method(&parts.method)) {
         Replay::Stream(Some(body))
     } else {
         Replay::buffer(body, &parts.headers, h2).await?
