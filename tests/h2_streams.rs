@@ -1220,6 +1220,51 @@ async fn connect_tunnels_chunks_both_ways_through_one_hop_and_two() {
     }
 }
 
+/// A client that asks to be told to go on (`expect: 100-continue`) gets `100 Continue`
+/// from the router before it sends its body, through one hop and two, then its answer.
+/// The router reads the body itself and does not forward `Expect`, so it answers for the
+/// endpoint; without it such a client waits for its own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_expecting_100_continue_is_told_to_go_on() {
+    let backend = backend().await;
+    let mesh = Mesh::start("h2s-expect", backend.addr, None);
+    for (hops, entry) in mesh.entries() {
+        let client = h2_connect(entry).await;
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!(
+                "http://world/echo/expect-{}",
+                hops.replace(' ', "-")
+            ))
+            .header("expect", "100-continue")
+            .header("content-length", "5")
+            .body(())
+            .expect("request");
+        let mut ready = within("the h2 client to be ready", client.clone().ready())
+            .await
+            .expect("connection open");
+        let (mut response, mut up) = ready.send_request(req, false).expect("stream opened");
+        let go_on = within(
+            "100 Continue",
+            std::future::poll_fn(|cx| response.poll_informational(cx)),
+        )
+        .await
+        .expect("an interim response")
+        .expect("no error");
+        assert_eq!(go_on.status(), StatusCode::CONTINUE, "{hops}");
+        up.send_data(Bytes::from_static(b"hello"), true)
+            .expect("body sent");
+        let rsp = within("the answer", response).await.expect("response");
+        assert_eq!(rsp.status(), StatusCode::OK, "{hops}");
+        let mut answer = BytesMut::new();
+        let mut down = rsp.into_body();
+        while let Some(chunk) = within("the body", down.data()).await {
+            answer.extend_from_slice(&chunk.expect("data"));
+        }
+        assert_eq!(answer, "hello", "{hops}");
+    }
+}
+
 /// A backend's reset mid-response reaches the client as a reset: `CANCEL` as
 /// `CANCEL`, and `NO_ERROR` (which would tell the client the body was whole) as
 /// `INTERNAL_ERROR`.

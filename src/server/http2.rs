@@ -116,9 +116,21 @@ pub(super) async fn serve<IO>(
 fn open(
     requests: &Requests,
     req: Request<RecvStream>,
-    respond: SendResponse<Bytes>,
+    mut respond: SendResponse<Bytes>,
 ) -> Stream<impl Future<Output = Response<ProxyBody>> + use<>> {
     let (parts, recv) = req.into_parts();
+    if parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    {
+        // The router takes the body itself and does not forward `Expect`, so it answers
+        // for the endpoint at once, as hyper's HTTP/1.1 server does when a body is read;
+        // a client would otherwise wait for its own timeout before sending the body.
+        let mut go_on = Response::new(());
+        *go_on.status_mut() = http::StatusCode::CONTINUE;
+        let _ = respond.send_informational(go_on);
+    }
     let length = plexus_http::headers::content_length(&parts.headers);
     let req = Box::new(Request::from_parts(
         parts,
