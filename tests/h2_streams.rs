@@ -1166,13 +1166,33 @@ async fn h2_send(
     client: &h2::client::SendRequest<Bytes>,
     req: Request<()>,
 ) -> Response<h2::RecvStream> {
-    let mut ready = within("the h2 client to be ready", client.clone().ready())
-        .await
-        .expect("connection open");
-    let (response, _) = ready.send_request(req, true).expect("stream opened");
+    let (response, _) = h2_open(client, req, true).await;
     within("response headers", response)
         .await
         .expect("response")
+}
+
+/// Opens a stream for `req` on an `h2` crate client (`end`: the head ends it): the
+/// response to wait for, and the way to send the body.
+async fn h2_open(
+    client: &h2::client::SendRequest<Bytes>,
+    req: Request<()>,
+    end: bool,
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let mut ready = within("the h2 client to be ready", client.clone().ready())
+        .await
+        .expect("connection open");
+    ready.send_request(req, end).expect("stream opened")
+}
+
+/// The whole body of an `h2` crate response.
+async fn h2_body(rsp: Response<h2::RecvStream>) -> BytesMut {
+    let mut body = BytesMut::new();
+    let mut recv = rsp.into_body();
+    while let Some(chunk) = within("the body", recv.data()).await {
+        body.extend_from_slice(&chunk.expect("data"));
+    }
+    body
 }
 
 async fn h2_connect(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
@@ -1196,10 +1216,7 @@ async fn connect_tunnels_chunks_both_ways_through_one_hop_and_two() {
             .uri("world")
             .body(())
             .expect("request");
-        let mut ready = within("the h2 client to be ready", client.clone().ready())
-            .await
-            .expect("connection open");
-        let (response, mut up) = ready.send_request(req, false).expect("stream opened");
+        let (response, mut up) = h2_open(&client, req, false).await;
         let rsp = within("the tunnel", response).await.expect("response");
         assert_eq!(rsp.status(), StatusCode::OK, "{hops}: {:?}", rsp.headers());
         let mut down = rsp.into_body();
@@ -1240,10 +1257,7 @@ async fn a_client_expecting_100_continue_is_told_to_go_on() {
             .header("content-length", "5")
             .body(())
             .expect("request");
-        let mut ready = within("the h2 client to be ready", client.clone().ready())
-            .await
-            .expect("connection open");
-        let (mut response, mut up) = ready.send_request(req, false).expect("stream opened");
+        let (mut response, mut up) = h2_open(&client, req, false).await;
         let go_on = within(
             "100 Continue",
             std::future::poll_fn(|cx| response.poll_informational(cx)),
@@ -1256,12 +1270,7 @@ async fn a_client_expecting_100_continue_is_told_to_go_on() {
             .expect("body sent");
         let rsp = within("the answer", response).await.expect("response");
         assert_eq!(rsp.status(), StatusCode::OK, "{hops}");
-        let mut answer = BytesMut::new();
-        let mut down = rsp.into_body();
-        while let Some(chunk) = within("the body", down.data()).await {
-            answer.extend_from_slice(&chunk.expect("data"));
-        }
-        assert_eq!(answer, "hello", "{hops}");
+        assert_eq!(h2_body(rsp).await, "hello", "{hops}");
     }
 }
 
@@ -1379,12 +1388,7 @@ async fn a_stream_refused_by_goaway_is_requeued_on_a_new_connection() {
             .header("content-type", "application/grpc")
             .body(())
             .expect("request");
-        let mut ready = within("the h2 client to be ready", client.clone().ready())
-            .await
-            .expect("connection open");
-        let (response, mut body) = ready
-            .send_request(req, message.is_empty())
-            .expect("stream opened");
+        let (response, mut body) = h2_open(&client, req, message.is_empty()).await;
         if !message.is_empty() {
             body.send_data(Bytes::from(message), true)
                 .expect("message sent");
@@ -1393,13 +1397,8 @@ async fn a_stream_refused_by_goaway_is_requeued_on_a_new_connection() {
             .await
             .expect("response");
         assert_eq!(rsp.status(), StatusCode::OK, "{call}: {:?}", rsp.headers());
-        let mut answer = BytesMut::new();
-        let mut recv = rsp.into_body();
-        while let Some(chunk) = within("the answer", recv.data()).await {
-            answer.extend_from_slice(&chunk.expect("data"));
-        }
         let expected = if message.is_empty() { "ok" } else { message };
-        assert_eq!(answer, expected, "{call}");
+        assert_eq!(h2_body(rsp).await, expected, "{call}");
         assert_eq!(backend.connections.load(Ordering::SeqCst), 2, "{call}");
         assert_eq!(backend.refused.load(Ordering::SeqCst), 1, "{call}");
         let text = scrape_until(mesh.admin, |t| {
