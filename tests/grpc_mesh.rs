@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use support::{
-    Proc, curl, example_bin, free_port, helloworld_bin, listening, plexus_bin, scratch, wait_for,
+    Proc, curl, example_bin, free_port, h2load_summary, helloworld_bin, listening, plexus_bin,
+    scratch, wait_for,
 };
 
 fn app(dir: &std::path::Path, name: &str, args: &[&str]) -> (Proc, SocketAddr) {
@@ -269,17 +270,10 @@ fn a_grpc_server_stopping_gracefully_under_load_loses_no_call() {
     let out = load.wait_with_output().expect("h2load ends");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
+    let summary = h2load_summary(&text);
     let count = |name: &str| -> u64 {
-        text.lines()
-            .filter_map(|l| {
-                l.strip_prefix("requests: ")
-                    .or(l.strip_prefix("status codes: "))
-            })
-            .flat_map(|l| l.split(", "))
-            .find_map(|item| {
-                let (k, v) = item.trim().split_once(' ')?;
-                (v == name).then(|| k.parse().ok()).flatten()
-            })
+        *summary
+            .get(name)
             .unwrap_or_else(|| panic!("no {name:?} in:\n{text}"))
     };
     assert_eq!(count("succeeded"), n, "{text}");

@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{Proc, example_bin, free_port, listening, plexus_bin, scratch};
+use support::{Proc, example_bin, free_port, h2load_summary, listening, plexus_bin, scratch};
 use tokio::sync::Notify;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -1767,27 +1767,6 @@ async fn grpc_statuses_in_the_trailers_are_counted_when_the_stream_ends() {
 // ---------------------------------------------------------------------------------------
 // Many concurrent streams
 // ---------------------------------------------------------------------------------------
-
-/// The numbers of h2load's `requests:` and `status codes:` summary lines, by name.
-fn h2load_summary(out: &str) -> std::collections::HashMap<String, u64> {
-    let mut numbers = std::collections::HashMap::new();
-    for line in out.lines() {
-        let Some(rest) = line
-            .strip_prefix("requests: ")
-            .or_else(|| line.strip_prefix("status codes: "))
-        else {
-            continue;
-        };
-        for item in rest.split(", ") {
-            if let Some((n, name)) = item.trim().split_once(' ')
-                && let Ok(n) = n.parse()
-            {
-                numbers.insert(name.to_owned(), n);
-            }
-        }
-    }
-    numbers
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2load_thousands_of_concurrent_streams_without_a_failure() {

@@ -772,7 +772,7 @@ async fn dispatch(
     let replay = if tunnel || !(refusable || classifier.retries_method(&parts.method)) {
         Replay::Stream(Some(body))
     } else {
-        Replay::buffer(body, &parts.headers, h2).await?
+        Replay::buffer(body, h2).await?
     };
     let method = parts.method.clone();
     let grpc = classifier.judges_stream_end();
@@ -825,8 +825,8 @@ async fn dispatch(
         // Another copy for a requeue, once the attempt has been answered with a refusal:
         // the body kept while it streamed is whole by then, or never will be.
         let mut again = || {
-            let head = kept_head.as_ref()?.clone();
-            let body = replay.replayable().then(|| replay.next()).flatten()?;
+            let head = kept_head.as_ref().filter(|_| replay.replayable())?.clone();
+            let body = replay.next()?;
             Some(Box::new(Request::from_parts(head, body)))
         };
         let result = forward(
@@ -964,15 +964,12 @@ impl Replay {
     /// body that has already arrived whole (a unary call's message, read with its head)
     /// is kept as it is, without a copy. HTTP/1.1 chunked bodies are never kept: Linkerd
     /// never retries them.
-    async fn buffer(
-        mut body: RequestBody,
-        headers: &http::HeaderMap,
-        h2: bool,
-    ) -> Result<Replay, ProxyError> {
+    async fn buffer(mut body: RequestBody, h2: bool) -> Result<Replay, ProxyError> {
         if body.is_end_stream() {
             return Ok(Replay::Buffered(Bytes::new()));
         }
-        let length = h::content_length(headers);
+        // The declared `Content-Length`, as the server that read the head parsed it.
+        let length = body.size_hint().exact();
         let keepable = length.map_or(h2, |n| n <= DEFAULT_RETRY_BUFFER_BYTES as u64);
         if !keepable {
             return Ok(Replay::Stream(Some(body)));

@@ -262,6 +262,27 @@ pub fn read_all(mut r: impl Read) -> String {
 /// when `PLEXUS_REQUIRE_PROMTOOL=1`, as the test script sets). Linkerd's metric names
 /// draw lint warnings (`:` in names, counters without `_total`, units): those are
 /// accepted, anything else (a parse error) fails.
+/// The numbers of h2load's `requests:` and `status codes:` summary lines, by name.
+pub fn h2load_summary(out: &str) -> std::collections::HashMap<String, u64> {
+    let mut numbers = std::collections::HashMap::new();
+    for line in out.lines() {
+        let Some(rest) = line
+            .strip_prefix("requests: ")
+            .or_else(|| line.strip_prefix("status codes: "))
+        else {
+            continue;
+        };
+        for item in rest.split(", ") {
+            if let Some((n, name)) = item.trim().split_once(' ')
+                && let Ok(n) = n.parse()
+            {
+                numbers.insert(name.to_owned(), n);
+            }
+        }
+    }
+    numbers
+}
+
 pub fn promtool_check(text: &str) {
     use std::io::Write;
     let child = Command::new("promtool")
