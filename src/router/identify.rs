@@ -19,10 +19,13 @@ pub fn identify(
             format!("Unable to identify request: {e}"),
         )
     })?;
-    let name = match found.name {
-        NameSpec::Segments(segs) => Path::from_strs(segs.iter().map(String::as_str)),
-        NameSpec::PathText(text) => Path::read(&text)
-            .map_err(|e| ProxyError::new(ErrorKind::Unidentified, format!("Invalid path: {e}")))?,
+    let dst = match found.name {
+        NameSpec::Segments(segs) => router.dst_prefix.join(segs.iter().map(|s| s.as_ref())),
+        NameSpec::PathText(text) => {
+            router.dst_prefix.concat(&Path::read(&text).map_err(|e| {
+                ProxyError::new(ErrorKind::Unidentified, format!("Invalid path: {e}"))
+            })?)
+        }
     };
-    Ok((router.dst_prefix.concat(&name), found.uri))
+    Ok((dst, found.uri))
 }

@@ -5,6 +5,8 @@
 //! Requests that cannot be named are answered 400 by the router. The kinds and their
 //! rules are Linkerd 1.x's.
 
+use std::borrow::Cow;
+
 use http::request::Parts;
 use http::{Uri, Version};
 
@@ -47,20 +49,22 @@ pub enum Identifier {
     },
 }
 
-/// The name an identifier produced, before the router's `dstPrefix` is prepended.
+/// The name an identifier produced, before the router's `dstPrefix` is prepended. It
+/// borrows from the request (and the identifier) where it can: a request is named on
+/// every call, and the router copies the name once, into its path.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NameSpec {
+pub enum NameSpec<'a> {
     /// Path segments, each one element.
-    Segments(Vec<String>),
+    Segments(Vec<Cow<'a, str>>),
     /// Path text still to be parsed (from `io.l5d.header` or `io.l5d.static`).
-    PathText(String),
+    PathText(Cow<'a, str>),
 }
 
 /// What identification produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identified {
+pub struct Identified<'a> {
     /// The name.
-    pub name: NameSpec,
+    pub name: NameSpec<'a>,
     /// A new request URI, when the identifier consumes part of it.
     pub uri: Option<Uri>,
 }
@@ -87,8 +91,9 @@ pub enum IdentifyError {
     Unidentified,
 }
 
-fn path_segments(uri: &Uri) -> Vec<&str> {
-    uri.path().split('/').filter(|s| !s.is_empty()).collect()
+/// The URI path's non-empty segments.
+fn path_segments(uri: &Uri) -> impl Iterator<Item = &str> {
+    uri.path().split('/').filter(|s| !s.is_empty())
 }
 
 fn header_text<'a>(parts: &'a Parts, header: &str) -> Result<&'a str, IdentifyError> {
@@ -100,6 +105,14 @@ fn header_text<'a>(parts: &'a Parts, header: &str) -> Result<&'a str, IdentifyEr
         }
         return header_text(parts, "host")
             .map_err(|_| IdentifyError::MissingHeader(":authority".to_string()));
+    }
+    // An HTTP/2 request's host is its authority (`Host`, if it came too, must name the
+    // same, RFC 9113 section 8.3.1): h2 routers do not copy it into `Host`.
+    if parts.version == Version::HTTP_2
+        && header.eq_ignore_ascii_case("host")
+        && let Some(authority) = parts.uri.authority()
+    {
+        return Ok(authority.as_str());
     }
     let value = parts
         .headers
@@ -124,38 +137,47 @@ impl Identifier {
     }
 
     /// Names the request, or says why it cannot.
-    pub fn identify(&self, parts: &Parts) -> Result<Identified, IdentifyError> {
+    pub fn identify<'a>(&'a self, parts: &'a Parts) -> Result<Identified<'a>, IdentifyError> {
         let plain = |name| Ok(Identified { name, uri: None });
         match self {
-            Identifier::HeaderToken { header } => plain(NameSpec::Segments(vec![
-                header_text(parts, header)?.to_string(),
-            ])),
+            Identifier::HeaderToken { header } => plain(NameSpec::Segments(vec![Cow::Borrowed(
+                header_text(parts, header)?,
+            )])),
             Identifier::MethodAndHost { http_uri_in_dst } => {
                 let mut segs = Vec::new();
                 if parts.version == Version::HTTP_10 {
-                    segs.push("1.0".to_string());
-                    segs.push(parts.method.as_str().to_string());
+                    segs.push(Cow::Borrowed("1.0"));
+                    segs.push(Cow::Borrowed(parts.method.as_str()));
                 } else {
                     let host = header_text(parts, "host")?;
-                    segs.push("1.1".to_string());
-                    segs.push(parts.method.as_str().to_string());
-                    segs.push(host.to_ascii_lowercase());
+                    segs.push(Cow::Borrowed("1.1"));
+                    segs.push(Cow::Borrowed(parts.method.as_str()));
+                    segs.push(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                        Cow::Owned(host.to_ascii_lowercase())
+                    } else {
+                        Cow::Borrowed(host)
+                    });
                 }
                 if *http_uri_in_dst {
-                    segs.extend(path_segments(&parts.uri).into_iter().map(str::to_string));
+                    segs.extend(path_segments(&parts.uri).map(Cow::Borrowed));
                 }
                 plain(NameSpec::Segments(segs))
             }
             Identifier::Path { segments, consume } => {
-                let all = path_segments(&parts.uri);
+                let all: Vec<&str> = path_segments(&parts.uri).collect();
                 if all.len() < *segments {
                     return Err(IdentifyError::TooFewSegments {
                         wanted: *segments,
                         path: parts.uri.path().to_string(),
                     });
                 }
-                let name =
-                    NameSpec::Segments(all[..*segments].iter().map(|s| s.to_string()).collect());
+                let name = NameSpec::Segments(
+                    all[..*segments]
+                        .iter()
+                        .copied()
+                        .map(Cow::Borrowed)
+                        .collect(),
+                );
                 let uri = if *consume {
                     Some(consumed_uri(&parts.uri, &all[*segments..]))
                 } else {
@@ -163,22 +185,25 @@ impl Identifier {
                 };
                 Ok(Identified { name, uri })
             }
-            Identifier::Header { header } => {
-                plain(NameSpec::PathText(header_text(parts, header)?.to_string()))
-            }
-            Identifier::Static { path } => plain(NameSpec::PathText(path.clone())),
+            Identifier::Header { header } => plain(NameSpec::PathText(Cow::Borrowed(header_text(
+                parts, header,
+            )?))),
+            Identifier::Static { path } => plain(NameSpec::PathText(Cow::Borrowed(path))),
             Identifier::HeaderPath { segments } => {
-                let all = path_segments(&parts.uri);
-                let n = segments.unwrap_or(all.len());
-                if all.is_empty() || all.len() < n {
+                let name: Vec<Cow<'a, str>> = path_segments(&parts.uri)
+                    .take(segments.unwrap_or(usize::MAX))
+                    .map(Cow::Borrowed)
+                    .collect();
+                // Too few for the count asked, or none at all (`segments: 0` still
+                // needs a path that names something).
+                let n = segments.unwrap_or(0);
+                if name.len() < n || path_segments(&parts.uri).next().is_none() {
                     return Err(IdentifyError::TooFewSegments {
                         wanted: n.max(1),
                         path: parts.uri.path().to_string(),
                     });
                 }
-                plain(NameSpec::Segments(
-                    all[..n].iter().map(|s| s.to_string()).collect(),
-                ))
+                plain(NameSpec::Segments(name))
             }
         }
     }
@@ -201,10 +226,10 @@ fn consumed_uri(uri: &Uri, rest: &[&str]) -> Uri {
 /// Runs identifiers in order; the first that names the request wins. With none that
 /// can, the first one's error is returned (it is the most specific for a one-identifier
 /// router, the usual case).
-pub fn identify_first(
-    identifiers: &[Identifier],
-    parts: &Parts,
-) -> Result<Identified, IdentifyError> {
+pub fn identify_first<'a>(
+    identifiers: &'a [Identifier],
+    parts: &'a Parts,
+) -> Result<Identified<'a>, IdentifyError> {
     let mut first_error = None;
     for id in identifiers {
         match id.identify(parts) {
@@ -226,8 +251,8 @@ mod tests {
         req.into_parts().0
     }
 
-    fn segs(v: &[&str]) -> NameSpec {
-        NameSpec::Segments(v.iter().map(|s| s.to_string()).collect())
+    fn segs(v: &[&str]) -> NameSpec<'static> {
+        NameSpec::Segments(v.iter().map(|s| Cow::Owned(s.to_string())).collect())
     }
 
     #[test]
@@ -260,6 +285,24 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(token.identify(&p).unwrap().name, segs(&["hello"]));
+        // An HTTP/2 request's host is its authority, whatever `Host` says.
+        let p = parts(
+            Request::builder()
+                .version(Version::HTTP_2)
+                .uri("http://world:8080/x")
+                .header("host", "other")
+                .body(())
+                .unwrap(),
+        );
+        let host = Identifier::default_http();
+        assert_eq!(host.identify(&p).unwrap().name, segs(&["world:8080"]));
+        let method_and_host = Identifier::MethodAndHost {
+            http_uri_in_dst: false,
+        };
+        assert_eq!(
+            method_and_host.identify(&p).unwrap().name,
+            segs(&["1.1", "GET", "world:8080"])
+        );
     }
 
     #[test]
