@@ -6,7 +6,6 @@
 //! once per discovery change, never per request. Entries idle for the router's idle TTL
 //! are dropped.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,8 @@ struct Entry {
 /// requests without one: the common case, looked up without allocating) then name.
 #[derive(Default)]
 pub struct BindingCache {
-    entries: HashMap<String, HashMap<Path, Entry>>,
+    /// foldhash (randomly seeded): looked up on every request.
+    entries: foldhash::HashMap<String, foldhash::HashMap<Path, Entry>>,
     last_sweep: Option<Instant>,
 }
 
