@@ -244,6 +244,7 @@ struct Backend {
 ///   `message 2`, then end with `grpc-status` 14 (UNAVAILABLE) or 0 in the trailers;
 ///   `helloworld.Hello/StreamGreeting` does the same as the first with the greetings
 ///   `greeting 1` and `greeting 2` (protobuf);
+/// - `/whoami/<id>` answers `authority=<:authority> path=<:path>` as it arrived;
 /// - anything else answers `ok`.
 async fn backend() -> Backend {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -323,6 +324,11 @@ async fn serve(
         "die" => Ok(fail_midway(log, id, Some(kill))),
         "refuse" => Err(std::io::Error::other("the backend refuses this stream")),
         "flaky" => Ok(flaky(log, id, req.into_body()).await),
+        "whoami" => Ok(Response::new(full(format!(
+            "authority={} path={}",
+            req.uri().authority().map_or("-", |a| a.as_str()),
+            req.uri().path()
+        )))),
         _ => Ok(Response::new(full("ok"))),
     }
 }
@@ -743,6 +749,57 @@ async fn echo_10_mib(client: &mut Client, authority: &str, tag: &str) {
     let trailers = trailers.expect("trailers after the echo");
     assert_eq!(trailers["x-echo-bytes"], (10 * MIB).to_string().as_str());
     assert_eq!(trailers["grpc-status"], "0");
+}
+
+/// An h2 router takes each request as it came, `:authority` in its URI and no `Host`:
+/// an identifier reading `host` reads the authority, and the request goes on with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_identifier_reading_host_reads_the_authority() {
+    let backend = backend().await;
+    let dir = scratch("h2s-host");
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("disco");
+    let addr = backend.addr;
+    std::fs::write(
+        disco.join("world"),
+        format!("{} {}\n", addr.ip(), addr.port()),
+    )
+    .expect("write");
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        r#"admin:
+  ip: 127.0.0.1
+  port: {admin}
+namers:
+- kind: io.l5d.fs
+  rootDir: {disco}
+routers:
+- protocol: h2
+  dtab: /svc => /#/io.l5d.fs;
+  identifier:
+    kind: io.l5d.header.token
+    header: host
+  servers:
+  - port: {port}
+"#,
+        disco = disco.display()
+    );
+    std::fs::write(dir.join("plexus.yaml"), config).expect("config");
+    let _plexus = Proc::spawn(
+        Command::new(plexus_bin())
+            .arg("run")
+            .arg(dir.join("plexus.yaml")),
+        dir.join("plexus.log"),
+    );
+    let entry = SocketAddr::from(([127, 0, 0, 1], port));
+    tokio::task::block_in_place(|| {
+        support::wait_for("plexus to listen", || listening(entry));
+    });
+    let mut client = connect(entry).await;
+    let rsp = send(&mut client, request("world", "/whoami/1", full(""))).await;
+    assert_eq!(rsp.status(), StatusCode::OK, "{:?}", rsp.headers());
+    let body = rsp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(body, "authority=world path=/whoami/1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,14 +31,16 @@ pub fn uniform() -> f64 {
 
 /// A random identifier (16 hex digits), for request ids and obfuscated labels.
 pub fn random_id() -> String {
+    random_hex().iter().map(|&b| char::from(b)).collect()
+}
+
+/// [`random_id`]'s digits, as bytes: every request gets one (its `l5d-reqid`), written
+/// out digit by digit without `format!`'s machinery or a `String` of its own.
+pub fn random_hex() -> [u8; 16] {
     let hi = (uniform() * (1u64 << 32) as f64) as u64;
     let lo = (uniform() * (1u64 << 32) as f64) as u64;
     let id = hi << 32 | lo;
-    // Every request gets one: written out digit by digit, without `format!`'s machinery.
-    (0..16)
-        .rev()
-        .map(|i| char::from(b"0123456789abcdef"[(id >> (i * 4)) as usize & 0xf]))
-        .collect()
+    std::array::from_fn(|i| b"0123456789abcdef"[(id >> ((15 - i) * 4)) as usize & 0xf])
 }
 
 /// The leaf a request goes to.
@@ -47,4 +49,21 @@ pub fn leaf(
     no_hosts: impl Fn() -> ProxyError,
 ) -> Result<&Bound, ProxyError> {
     choose(tree, &mut uniform).ok_or_else(no_hosts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_sixteen_lowercase_hex_digits_and_differ() {
+        let a = random_id();
+        assert_eq!(a.len(), 16, "{a}");
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{a}"
+        );
+        assert_ne!(random_hex(), random_hex());
+    }
 }

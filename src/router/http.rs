@@ -477,12 +477,21 @@ async fn route(
         ));
     }
 
-    // Identify on the request as the app sent it to its destination.
-    let mut head = Request::from_parts(parts, ());
-    h::normalize_absolute_form(&mut head);
-    let (mut parts, ()) = head.into_parts();
+    // Identify on the request as the app sent it to its destination. HTTP/1.1 routers
+    // see it in origin form with `Host`, as an app's server would; an h2 router's
+    // requests are already in the form they leave in (`:authority` in the URI), and are
+    // left so rather than turned into `Host` and back on every call.
+    let mut parts = if router.version == crate::config::HttpVersion::H2 {
+        parts
+    } else {
+        let mut head = Request::from_parts(parts, ());
+        h::normalize_absolute_form(&mut head);
+        head.into_parts().0
+    };
     let (dst, new_uri) = identify::identify(router, &parts)?;
     if let Some(uri) = new_uri {
+        // Only `io.l5d.path` consumes, and only HTTP/1.1 routers have it: the request
+        // is in origin form.
         parts.uri = uri;
     }
 
@@ -621,8 +630,13 @@ impl AtEnd {
     }
 }
 
-/// Headers the proxy may add to a request before sending it on.
-const ADDED_HEADERS: usize = 10;
+/// Headers the proxy adds to every request it sends on: `l5d-dst-service`,
+/// `l5d-dst-client`, `l5d-reqid` and `Via`.
+const ADDED_HEADERS: usize = 4;
+
+/// What trace propagation adds besides: `l5d-ctx-trace` and up to five `x-b3-*`
+/// headers.
+const TRACE_HEADERS: usize = 6;
 
 /// `grpc-status`, pre-built: it is looked up in every gRPC response's head and
 /// trailers, and a `&str` name would be parsed each time.
@@ -714,8 +728,16 @@ async fn dispatch(
     );
     // Room for what the proxy adds below (`l5d-dst-*`, the request id, the deadline,
     // `Via`, trace context) at once: the map otherwise grows, and rehashes every
-    // header, more than once.
-    parts.headers.reserve(ADDED_HEADERS);
+    // header, more than once. No more than that: a larger map costs more to grow and to
+    // copy (a kept head is).
+    let tracing = router.telemetry.propagates();
+    parts.headers.reserve(
+        ADDED_HEADERS
+            + usize::from(!bound.residual.is_empty())
+            + usize::from(deadline.is_some())
+            + usize::from(server.forwarded.is_some())
+            + if tracing { TRACE_HEADERS } else { 0 },
+    );
     if h2 {
         h::to_h2_request(&mut parts);
     } else {
@@ -739,9 +761,9 @@ async fn dispatch(
         local,
     );
     // With tracing on, each attempt carries the trace id as its request id instead.
-    if !router.telemetry.propagates()
+    if !tracing
         && !parts.headers.contains_key(name::L5D_REQID)
-        && let Ok(v) = HeaderValue::from_str(&choose::random_id())
+        && let Ok(v) = HeaderValue::from_bytes(&choose::random_hex())
     {
         parts.headers.insert(name::L5D_REQID, h::per_request(v));
     }
