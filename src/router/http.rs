@@ -58,6 +58,8 @@ pub struct Worker {
     // SipHash, which costs several times as much on a path's labels.
     services: RefCell<foldhash::HashMap<Path, Rc<ServiceEntry>>>,
     clients: RefCell<foldhash::HashMap<Path, Rc<ClientEntry>>>,
+    /// When idle services and clients were last dropped (see [`Worker::sweep`]).
+    last_sweep: Cell<Option<Instant>>,
 }
 
 /// One service (logical name) as a worker sees it: its stats, its policy (timeout,
@@ -209,7 +211,27 @@ impl Worker {
             servers: RefCell::default(),
             services: RefCell::default(),
             clients: RefCell::default(),
+            last_sweep: Cell::new(None),
         }
+    }
+
+    /// Drops the services and clients idle for the idle TTL, when a new one is made,
+    /// at most once per tenth of the TTL (as the binding cache does): sweeping on every
+    /// new name made a stream of distinct names (random `Host` values at an edge) cost
+    /// time in proportion to the names already kept, for each new one.
+    fn sweep(&self, now: Instant) {
+        let ttl = self.router.idle_ttl;
+        if self
+            .last_sweep
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < ttl / 10)
+        {
+            return;
+        }
+        self.last_sweep.set(Some(now));
+        let live = |used: Instant| now.saturating_duration_since(used) <= ttl;
+        self.services.borrow_mut().retain(|_, e| live(e.used.get()));
+        self.clients.borrow_mut().retain(|_, c| live(c.used.get()));
     }
 
     /// The stats of a server of this router (`rt/<label>/server/<ip>/<port>`).
@@ -262,9 +284,10 @@ impl Worker {
             policy,
             used: Cell::new(now),
         });
-        let mut services = self.services.borrow_mut();
-        services.retain(|_, e| now.saturating_duration_since(e.used.get()) <= router.idle_ttl);
-        services.insert(name.clone(), entry.clone());
+        self.sweep(now);
+        self.services
+            .borrow_mut()
+            .insert(name.clone(), entry.clone());
         entry
     }
 
@@ -308,9 +331,8 @@ impl Worker {
             reported: RefCell::default(),
             used: Cell::new(now),
         });
-        let mut clients = self.clients.borrow_mut();
-        clients.retain(|_, c| now.saturating_duration_since(c.used.get()) <= router.idle_ttl);
-        clients.insert(id.clone(), entry.clone());
+        self.sweep(now);
+        self.clients.borrow_mut().insert(id.clone(), entry.clone());
         entry
     }
 }
