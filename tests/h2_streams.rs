@@ -784,17 +784,10 @@ routers:
 "#,
         disco = disco.display()
     );
-    std::fs::write(dir.join("plexus.yaml"), config).expect("config");
-    let _plexus = Proc::spawn(
-        Command::new(plexus_bin())
-            .arg("run")
-            .arg(dir.join("plexus.yaml")),
-        dir.join("plexus.log"),
-    );
     let entry = SocketAddr::from(([127, 0, 0, 1], port));
-    tokio::task::block_in_place(|| {
-        support::wait_for("plexus to listen", || listening(entry));
-    });
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
+    let _plexus =
+        tokio::task::block_in_place(|| support::run_plexus("plexus", &dir, &config, entry, admin));
     let mut client = connect(entry).await;
     let rsp = send(&mut client, request("world", "/whoami/1", full(""))).await;
     assert_eq!(rsp.status(), StatusCode::OK, "{:?}", rsp.headers());
