@@ -1864,10 +1864,12 @@ mod raw {
     pub(super) const SETTINGS: u8 = 4;
     pub(super) const PING: u8 = 6;
     pub(super) const GOAWAY: u8 = 7;
+    const WINDOW_UPDATE: u8 = 8;
     pub(super) const END_STREAM: u8 = 0x1;
     const ACK: u8 = 0x1;
     const END_HEADERS: u8 = 0x4;
     pub(super) const REFUSED_STREAM: u32 = 0x7;
+    pub(super) const CANCEL: u32 = 0x8;
     const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
     pub(super) struct Frame {
@@ -1925,9 +1927,18 @@ mod raw {
         /// Opens stream `id` with a GET of `path` at `authority`, without a body. The
         /// header block is HPACK literals without indexing, so no table is needed.
         pub(super) async fn get(&mut self, id: u32, authority: &str, path: &str) {
+            self.open(id, "GET", authority, path, true).await;
+        }
+
+        /// Opens stream `id` with a POST whose body is still to come ([`Conn::data`]).
+        pub(super) async fn post(&mut self, id: u32, authority: &str, path: &str) {
+            self.open(id, "POST", authority, path, false).await;
+        }
+
+        async fn open(&mut self, id: u32, method: &str, authority: &str, path: &str, end: bool) {
             let mut block = Vec::new();
             for (name, value) in [
-                (":method", "GET"),
+                (":method", method),
                 (":scheme", "http"),
                 (":authority", authority),
                 (":path", path),
@@ -1939,7 +1950,25 @@ mod raw {
                 block.push(value.len() as u8);
                 block.extend_from_slice(value.as_bytes());
             }
-            self.write(HEADERS, END_HEADERS | END_STREAM, id, &block)
+            let end = if end { END_STREAM } else { 0 };
+            self.write(HEADERS, END_HEADERS | end, id, &block).await;
+        }
+
+        /// Sends `bytes` on stream `id`, ending it.
+        pub(super) async fn data(&mut self, id: u32, bytes: &[u8]) {
+            self.write(DATA, END_STREAM, id, bytes).await;
+        }
+
+        /// Answers stream `id` with `:status: 200` (the static table's entry 8) and no end
+        /// of stream: the body is still to come.
+        pub(super) async fn respond_head(&mut self, id: u32) {
+            self.write(HEADERS, END_HEADERS, id, &[0x88]).await;
+        }
+
+        /// Opens the connection's receive window by `increment` bytes, so that the
+        /// server can send more than the first 64 KiB of DATA in all.
+        pub(super) async fn open_window(&mut self, increment: u32) {
+            self.write(WINDOW_UPDATE, 0, 0, &increment.to_be_bytes())
                 .await;
         }
 
@@ -2057,6 +2086,151 @@ async fn max_concurrent_streams_per_connection_is_advertised_and_enforced() {
     assert_eq!(answered, ids[..20].to_vec());
     assert_eq!(log.requests.load(Ordering::SeqCst), 20);
     assert_eq!(log.held.load(Ordering::SeqCst), 20);
+}
+
+/// Plexus answers some requests before their bodies arrive (here: a service with no
+/// endpoints, 502 at once) and resets the rest of each upload; DATA the client had
+/// already sent then reaches streams Plexus has closed. RFC 9113 (section 5.4.2) says
+/// to ignore such frames. The `h2` crate remembers only the last 50 streams it reset:
+/// for older ones it answered each late frame with RST_STREAM `STREAM_CLOSED`, counted
+/// as the client's error, and closed the connection after 1024 of them (GOAWAY
+/// `ENHANCE_YOUR_CALM`), failing every call on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_data_on_streams_answered_early_is_ignored() {
+    // Streams opened at once, more than `h2` remembered; each batch's late DATA goes
+    // out once the next batch has been answered.
+    const BATCH: u32 = 64;
+    const BATCHES: u32 = 20;
+    let backend = backend().await;
+    let mesh = Mesh::start("h2s-late-data", backend.addr, None);
+    let mut conn = raw::Conn::connect(mesh.inner).await;
+    conn.open_window(1 << 30).await;
+    let mut late: Vec<u32> = Vec::new();
+    let mut next_id = 1;
+    for batch in 0..BATCHES {
+        let ids: Vec<u32> = (0..BATCH).map(|i| next_id + 2 * i).collect();
+        next_id += 2 * BATCH;
+        for id in &ids {
+            conn.post(*id, "nowhere", "/upload").await;
+        }
+        let mut answered = 0;
+        within(&format!("batch {batch} answered"), async {
+            while answered < ids.len() {
+                let frame = conn.next().await.expect("connection open");
+                assert_ne!(
+                    frame.kind,
+                    raw::GOAWAY,
+                    "GOAWAY in batch {batch}: {:?}",
+                    String::from_utf8_lossy(&frame.payload)
+                );
+                if frame.kind == raw::RST_STREAM {
+                    // NO_ERROR after a complete answer: "stop sending".
+                    assert_eq!(
+                        frame.error_code(),
+                        0,
+                        "stream {} in batch {batch}",
+                        frame.stream
+                    );
+                }
+                let end = frame.flags & raw::END_STREAM != 0;
+                if ids.contains(&frame.stream)
+                    && matches!(frame.kind, raw::HEADERS | raw::DATA)
+                    && end
+                {
+                    answered += 1;
+                }
+            }
+        })
+        .await;
+        for id in late.drain(..) {
+            conn.data(id, b"late").await;
+        }
+        late = ids;
+    }
+    // Late frames ignored, the connection still serves.
+    let id = next_id;
+    conn.get(id, "world", "/ok").await;
+    within("an answer after the uploads", async {
+        loop {
+            let frame = conn.next().await.expect("connection open");
+            assert_ne!(frame.kind, raw::GOAWAY);
+            if frame.kind == raw::RST_STREAM {
+                assert_eq!(frame.error_code(), 0, "stream {}", frame.stream);
+            }
+            if frame.stream == id && frame.kind == raw::HEADERS {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// The same rule on Plexus's side as a client: it cancels calls upstream (here: the
+/// client drops each response as its head arrives), and DATA the endpoint had already
+/// sent then reaches streams Plexus has reset. A raw-frame endpoint sends such DATA one
+/// batch behind; Plexus must neither reset those streams again (`STREAM_CLOSED`) nor
+/// close the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_data_from_an_endpoint_on_cancelled_calls_is_ignored() {
+    const BATCH: usize = 64;
+    const BATCHES: usize = 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cancels = Arc::new(AtomicUsize::new(0));
+    let complaints = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (seen, said) = (cancels.clone(), complaints.clone());
+    tokio::spawn(async move {
+        let Ok((io, _)) = listener.accept().await else {
+            return;
+        };
+        let Some(mut conn) = raw::Conn::accept(io).await else {
+            return;
+        };
+        let (mut cancelled, mut late) = (Vec::new(), Vec::new());
+        while let Some(frame) = conn.next().await {
+            match frame.kind {
+                raw::HEADERS => conn.respond_head(frame.stream).await,
+                raw::RST_STREAM if frame.error_code() == raw::CANCEL => {
+                    cancelled.push(frame.stream);
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if cancelled.len() == BATCH {
+                        for id in std::mem::replace(&mut late, std::mem::take(&mut cancelled)) {
+                            conn.data(id, b"late").await;
+                        }
+                    }
+                }
+                raw::RST_STREAM | raw::GOAWAY => said.lock().unwrap().push(format!(
+                    "frame {} on stream {}, code {}",
+                    frame.kind,
+                    frame.stream,
+                    frame.error_code()
+                )),
+                _ => {}
+            }
+        }
+    });
+    let mesh = Mesh::start("h2s-late-endpoint", addr, None);
+    let client = connect(mesh.inner).await;
+    for batch in 0..BATCHES {
+        let calls = (0..BATCH).map(|i| {
+            let mut client = client.clone();
+            async move {
+                let path = format!("/cancel/{batch}-{i}");
+                let rsp = send(&mut client, request("world", &path, full(""))).await;
+                assert_eq!(rsp.status(), StatusCode::OK, "{path}");
+                // Dropped with its body unread: the call is cancelled.
+            }
+        });
+        futures::future::join_all(calls).await;
+        let want = BATCH * (batch + 1);
+        eventually(&format!("{want} cancels at the endpoint"), || {
+            cancels.load(Ordering::SeqCst) == want
+        })
+        .await;
+    }
+    assert_eq!(*complaints.lock().unwrap(), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------------

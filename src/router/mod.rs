@@ -66,6 +66,18 @@ pub struct ServerSpec {
     pub thrift_framed: bool,
 }
 
+/// How many streams an HTTP/2 connection (server or client side) remembers having
+/// reset in the last second, so that frames the peer sent before it learnt of a reset
+/// are ignored, as RFC 9113 (section 5.4.2) asks. The `h2` crate remembers 50, and does
+/// not remember a stream reset once that many are: each late frame on such a stream is
+/// answered with a reset of its own, counted as the peer's error, and 1024 of those
+/// close the connection (GOAWAY `ENHANCE_YOUR_CALM`) with every call on it. A proxy
+/// resets streams by the thousand a second when it answers uploads early (a service
+/// with no endpoints) or cancels calls upstream (timeouts, clients gone). Each stream
+/// remembered costs a few hundred bytes for that second: a few MiB at the most, on a
+/// connection that resets 10,000 streams a second.
+pub(crate) const H2_RESET_STREAMS_REMEMBERED: usize = 10_000;
+
 /// The HTTP/2 settings a server advertises (Linkerd's h2 server keys).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct H2Settings {

@@ -58,6 +58,7 @@ pub(super) async fn serve<IO>(
         .max_header_list_size(settings.max_header_list_size)
         .max_concurrent_streams(settings.max_concurrent_streams)
         .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_concurrent_reset_streams(crate::router::H2_RESET_STREAMS_REMEMBERED)
         .handshake::<_, Bytes>(io);
     let mut conn = match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
         Ok(Ok(conn)) => conn,

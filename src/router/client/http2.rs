@@ -243,6 +243,7 @@ async fn handshake(target: &Target, key: PoolKey) -> Result<(u64, Sender), Proxy
         .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST)
         .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_concurrent_reset_streams(crate::router::H2_RESET_STREAMS_REMEMBERED)
         .enable_push(false)
         .handshake::<_, Bytes>(io)
         .await
