@@ -48,13 +48,7 @@ impl Path {
     /// Builds a path from UTF-8 segments, for callers that already hold strings.
     /// Empty segments are skipped, so `from_strs(["a", "", "b"])` is `/a/b`.
     pub fn from_strs<'a>(segments: impl IntoIterator<Item = &'a str>) -> Self {
-        Path {
-            elems: segments
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .map(|s| Label::from(s.as_bytes()))
-                .collect(),
-        }
+        Path::empty().join(segments)
     }
 
     /// Parses Finagle path syntax (`/a/b`, whitespace and `#` comments around it allowed).

@@ -106,10 +106,7 @@ impl BindingCache {
 
     /// Drops entries idle for longer than `ttl`, at most once per tenth of it.
     fn sweep(&mut self, ttl: Duration, now: Instant) {
-        if self
-            .last_sweep
-            .is_some_and(|t| now.duration_since(t) < ttl / 10)
-        {
+        if !sweep_due(self.last_sweep, ttl, now) {
             return;
         }
         self.last_sweep = Some(now);
@@ -117,5 +114,25 @@ impl BindingCache {
             names.retain(|_, e| now.duration_since(e.last_used) <= ttl);
         }
         self.entries.retain(|_, names| !names.is_empty());
+    }
+}
+
+/// Whether a cache last swept at `last` (never: `None`) is due to drop its entries idle
+/// for `ttl`: at most once per tenth of it, so that a stream of new names does not scan
+/// every kept one for each.
+pub(super) fn sweep_due(last: Option<Instant>, ttl: Duration, now: Instant) -> bool {
+    last.is_none_or(|t| now.saturating_duration_since(t) >= ttl / 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_is_due_first_then_once_per_tenth_of_the_ttl() {
+        let (ttl, t0) = (Duration::from_secs(600), Instant::now());
+        assert!(sweep_due(None, ttl, t0));
+        assert!(!sweep_due(Some(t0), ttl, t0 + Duration::from_secs(59)));
+        assert!(sweep_due(Some(t0), ttl, t0 + Duration::from_secs(60)));
     }
 }

@@ -216,16 +216,12 @@ impl Worker {
     }
 
     /// Drops the services and clients idle for the idle TTL, when a new one is made,
-    /// at most once per tenth of the TTL (as the binding cache does): sweeping on every
+    /// at most once per tenth of the TTL, as the binding cache does: sweeping on every
     /// new name made a stream of distinct names (random `Host` values at an edge) cost
     /// time in proportion to the names already kept, for each new one.
     fn sweep(&self, now: Instant) {
         let ttl = self.router.idle_ttl;
-        if self
-            .last_sweep
-            .get()
-            .is_some_and(|t| now.saturating_duration_since(t) < ttl / 10)
-        {
+        if !super::binding::sweep_due(self.last_sweep.get(), ttl, now) {
             return;
         }
         self.last_sweep.set(Some(now));
