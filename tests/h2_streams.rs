@@ -2097,13 +2097,52 @@ async fn max_concurrent_streams_per_connection_is_advertised_and_enforced() {
 /// `ENHANCE_YOUR_CALM`), failing every call on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_data_on_streams_answered_early_is_ignored() {
+    let backend = backend().await;
+    let mesh = Mesh::start("h2s-late-data", backend.addr, None);
+    late_data_is_ignored(mesh.inner, "world").await;
+}
+
+/// The same on an HTTP/1.1 router taking HTTP/2 from a Plexus peer (the upgraded hop:
+/// prior knowledge in the clear), which is served by the same HTTP/2 server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_data_from_an_upgraded_peer_is_ignored() {
+    let dir = scratch("h2s-late-data-peer");
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("disco");
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        r#"admin:
+  ip: 127.0.0.1
+  port: {admin}
+namers:
+- kind: io.l5d.fs
+  rootDir: {disco}
+routers:
+- protocol: http
+  dtab: /svc => /#/io.l5d.fs;
+  servers:
+  - port: {port}
+"#,
+        disco = disco.display()
+    );
+    let entry = SocketAddr::from(([127, 0, 0, 1], port));
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
+    let _plexus =
+        tokio::task::block_in_place(|| support::run_plexus("plexus", &dir, &config, entry, admin));
+    // No service has endpoints here: the closing call is answered (502) too.
+    late_data_is_ignored(entry, "nowhere").await;
+}
+
+/// Uploads to `nowhere` (a service without endpoints, answered at once) in batches on
+/// one connection to `entry`, each batch's late DATA sent once the next batch has been
+/// answered; then a call to `last` must still be answered, and nothing may have been
+/// reset with `STREAM_CLOSED` or the connection closed on the way.
+async fn late_data_is_ignored(entry: SocketAddr, last: &str) {
     // Streams opened at once, more than `h2` remembered; each batch's late DATA goes
     // out once the next batch has been answered.
     const BATCH: u32 = 64;
     const BATCHES: u32 = 20;
-    let backend = backend().await;
-    let mesh = Mesh::start("h2s-late-data", backend.addr, None);
-    let mut conn = raw::Conn::connect(mesh.inner).await;
+    let mut conn = raw::Conn::connect(entry).await;
     conn.open_window(1 << 30).await;
     let mut late: Vec<u32> = Vec::new();
     let mut next_id = 1;
@@ -2149,7 +2188,7 @@ async fn late_data_on_streams_answered_early_is_ignored() {
     }
     // Late frames ignored, the connection still serves.
     let id = next_id;
-    conn.get(id, "world", "/ok").await;
+    conn.get(id, last, "/ok").await;
     within("an answer after the uploads", async {
         loop {
             let frame = conn.next().await.expect("connection open");

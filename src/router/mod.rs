@@ -103,6 +103,21 @@ impl H2Settings {
             max_header_list_size: s.max_header_list_bytes.unwrap_or(16 << 10),
         }
     }
+
+    /// For HTTP/2 that a Plexus peer brings to an HTTP/1.1 router (the upgraded hop):
+    /// the h2 router's defaults, except a 1 MiB stream window, so that one large body
+    /// crossing hosts is not held to 64 KiB a round trip, and a header list as large as
+    /// the router takes in HTTP/1.1 (`max_head_bytes`), at least 16 KiB.
+    pub fn peer_hop(max_head_bytes: usize) -> H2Settings {
+        H2Settings {
+            max_concurrent_streams: 1000,
+            initial_stream_window: 1024 * 1024,
+            max_frame_size: 16_384,
+            max_header_list_size: u32::try_from(max_head_bytes)
+                .unwrap_or(u32::MAX)
+                .max(16 << 10),
+        }
+    }
 }
 
 fn labeler(l: &Option<config::Labeler>) -> plexus_http::forwarded::Labeler {

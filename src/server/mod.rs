@@ -2,8 +2,9 @@
 //!
 //! A [`ServerActor`] (one per router server, on the main arbiter) accepts connections
 //! and hands each to a worker arbiter in turn, where an [`HttpConnection`] actor serves
-//! it: h2 routers with Plexus's own HTTP/2 server ([`http2`]), HTTP/1.1 routers with
-//! hyper, Thrift routers with [`crate::router::thrift`]. Workers are single-threaded
+//! it: h2 routers, and the HTTP/2 that upgraded Plexus peers bring to HTTP/1.1 routers,
+//! with Plexus's own HTTP/2 server ([`http2`]); HTTP/1.1 from applications with hyper;
+//! Thrift routers with [`crate::router::thrift`]. Workers are single-threaded
 //! (actix arbiters), so a connection's requests, its pooled upstream connections and its
 //! caches never cross threads. The
 //! [`Drain`] signal makes every connection finish its in-flight requests and close;
@@ -29,7 +30,7 @@ mod http2;
 use crate::router::client::ProxyBody;
 use crate::router::http::{ConnInfo, RequestBody, handle, worker_for};
 use crate::router::stats::ScopeStats;
-use crate::router::{Router, ServerSpec, stats};
+use crate::router::{H2Settings, Router, ServerSpec, stats};
 
 /// How long a client may take to send a request head before the connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -301,18 +302,33 @@ impl Actor for HttpConnection {
         let head_limit = self.router.limits.max_head_bytes.max(8192);
         let label = self.router.label.clone();
         let serve = async move {
-            let Some(tls) = &spec.tls else {
-                return serve(stream, &spec, requests, head_limit, drain).await;
+            let tls = match &spec.tls {
+                // With `acceptPlaintext`, a peer that has not negotiated TLS (or an
+                // application) comes in the clear.
+                Some(tls) if !spec.accept_plaintext || starts_with_tls(&stream).await => tls,
+                _ => {
+                    let h2 = match spec.h2 {
+                        Some(h2) => Some(h2),
+                        None => match plaintext_opening(&stream).await {
+                            Opening::H2 => Some(H2Settings::peer_hop(head_limit)),
+                            Opening::Other => None,
+                            Opening::Nothing => return,
+                        },
+                    };
+                    return serve(stream, h2, requests, head_limit, drain).await;
+                }
             };
-            if spec.accept_plaintext && !starts_with_tls(&stream).await {
-                // A peer that has not negotiated TLS (or an application): plaintext.
-                return serve(stream, &spec, requests, head_limit, drain).await;
-            }
             let peer = stream.peer_addr().ok();
             match tls.accept(stream).await {
                 Ok(stream) => {
                     stats::tls_connections(&label, &spec.addr).increment(1);
-                    serve(stream, &spec, requests, head_limit, drain).await;
+                    // A client that negotiated `h2` by ALPN speaks HTTP/2 (RFC 9113
+                    // section 3.2); to an HTTP/1.1 router, that is a Plexus peer.
+                    let h2 = spec.h2.or_else(|| {
+                        (stream.alpn_protocol() == Some(b"h2"))
+                            .then(|| H2Settings::peer_hop(head_limit))
+                    });
+                    serve(stream, h2, requests, head_limit, drain).await;
                 }
                 Err(e) => {
                     stats::tls_failures(&label, &spec.addr, e.metric_label()).increment(1);
@@ -357,6 +373,47 @@ async fn serve_thrift(
     }
 }
 
+/// HTTP/2's connection preface (RFC 9113 section 3.4): the first bytes of a client
+/// that speaks HTTP/2 with prior knowledge.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How a plaintext connection to an HTTP/1.1 router opens.
+enum Opening {
+    /// With HTTP/2's preface: a Plexus peer that negotiated the upgrade.
+    H2,
+    /// With anything else (an HTTP/1.1 request line).
+    Other,
+    /// With nothing: the client closed, or sent nothing within the header read timeout.
+    Nothing,
+}
+
+/// Reads how a plaintext connection opens, without consuming it: decided by the first
+/// byte that differs from HTTP/2's preface, so an HTTP/1.1 request line is known at once.
+async fn plaintext_opening(stream: &TcpStream) -> Opening {
+    let sniff = async {
+        let mut seen = [0u8; H2_PREFACE.len()];
+        loop {
+            match stream.peek(&mut seen).await {
+                Ok(0) | Err(_) => return Opening::Nothing,
+                Ok(n) if seen[..n] != H2_PREFACE[..n] => return Opening::Other,
+                Ok(n) if n == H2_PREFACE.len() => return Opening::H2,
+                // Only part of the preface has come. Peeking again would return the
+                // same bytes at once, so wait a moment for the rest.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    };
+    tokio::time::timeout(HEADER_READ_TIMEOUT, sniff)
+        .await
+        .unwrap_or_else(|_| {
+            tracing::debug!(
+                after = ?HEADER_READ_TIMEOUT,
+                "a client sent nothing after connecting; closing"
+            );
+            Opening::Nothing
+        })
+}
+
 /// Whether a connection opens with a TLS handshake record (content type 22). Waits for
 /// the first byte without consuming it, for at most the header read timeout.
 async fn starts_with_tls(stream: &TcpStream) -> bool {
@@ -399,20 +456,21 @@ impl Requests {
     }
 }
 
-/// Serves one connection (plain or TLS) with the router's protocol: HTTP/2 for h2
-/// routers (Plexus's own server, [`http2`]); HTTP/1.1 from applications and HTTP/2
-/// (prior knowledge, or ALPN `h2`) from Plexus peers that negotiated the upgrade (see
-/// [`crate::router::peer`]) otherwise, both with hyper.
+/// Serves one connection (plain or TLS): as HTTP/2 with Plexus's own server
+/// ([`http2`]) when `h2` says so (every connection of an h2 router, and HTTP/2 from a
+/// Plexus peer that negotiated the upgrade, see [`crate::router::peer`]); otherwise
+/// with hyper, as HTTP/1.1 from applications (or HTTP/2 with prior knowledge inside
+/// TLS that did not negotiate it by ALPN, which hyper recognises by its preface).
 async fn serve<IO>(
     io: IO,
-    spec: &ServerSpec,
+    h2: Option<H2Settings>,
     requests: Requests,
     head_limit: usize,
     drain: watch::Receiver<bool>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    if let Some(h2) = &spec.h2 {
+    if let Some(h2) = &h2 {
         return http2::serve(io, h2, &requests, drain).await;
     }
     let requests = Rc::new(requests);
@@ -480,5 +538,76 @@ where
 {
     fn graceful(self: std::pin::Pin<&mut Self>) {
         self.graceful_shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A connected pair on loopback: (the client's end, the server's end).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn a_connection_opening_with_the_preface_is_http2_even_in_pieces() {
+        let (mut client, server) = pair().await;
+        client.write_all(&H2_PREFACE[..9]).await.expect("write");
+        let rest = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.write_all(&H2_PREFACE[9..]).await.expect("write");
+        };
+        let (opening, ()) = tokio::join!(plaintext_opening(&server), rest);
+        assert!(matches!(opening, Opening::H2));
+        // Nothing was consumed: the HTTP/2 server reads the whole preface.
+        let mut first = [0u8; 24];
+        server.peek(&mut first).await.expect("peek");
+        assert_eq!(&first, H2_PREFACE);
+    }
+
+    #[tokio::test]
+    async fn an_http1_request_line_is_known_by_its_first_bytes() {
+        for line in ["GET / HTTP/1.1\r\n", "PRIX", "P"] {
+            let (mut client, server) = pair().await;
+            client.write_all(line.as_bytes()).await.expect("write");
+            if line == "P" {
+                // Could still be the preface until the next byte says otherwise.
+                let more = async {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    client
+                        .write_all(b"OST / HTTP/1.1\r\n")
+                        .await
+                        .expect("write");
+                };
+                let (opening, ()) = tokio::join!(plaintext_opening(&server), more);
+                assert!(matches!(opening, Opening::Other), "{line:?}");
+            } else {
+                assert!(
+                    matches!(plaintext_opening(&server).await, Opening::Other),
+                    "{line:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_a_byte_is_nothing_to_serve() {
+        let (client, server) = pair().await;
+        drop(client);
+        assert!(matches!(plaintext_opening(&server).await, Opening::Nothing));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_given_up_after_the_header_read_timeout() {
+        let (_client, server) = pair().await;
+        assert!(matches!(plaintext_opening(&server).await, Opening::Nothing));
     }
 }
