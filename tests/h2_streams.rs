@@ -2335,3 +2335,78 @@ async fn admin_shutdown_drains_h2_streams_with_goaway_and_exits_zero() {
     let code = tokio::task::block_in_place(|| mesh.plexus.wait_exit());
     assert_eq!(code, Some(0), "{}", mesh.plexus.log_text());
 }
+
+/// An endpoint that takes two streams per connection (`SETTINGS_MAX_CONCURRENT_STREAMS`
+/// 2, as servers with a low limit advertise) gets six calls at once from one client
+/// connection: Plexus opens another connection to it whenever those it has are full,
+/// rather than making calls wait for others to finish. The endpoint answers none until
+/// all six are in (a call queued behind another would never be answered) and counts
+/// its connections: three, two streams each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_an_endpoints_stream_limit_go_on_another_connection() {
+    const CALLS: usize = 6;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let all_in = Arc::new(tokio::sync::Barrier::new(CALLS));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let all_in = all_in.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let all_in = all_in.clone();
+                    async move {
+                        if req.uri().path() != "/warm" {
+                            all_in.wait().await;
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("ok"))))
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .max_concurrent_streams(2)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let mesh = Mesh::start("h2s-stream-limit", addr, None);
+    let mut client = connect(mesh.inner).await;
+    // One call first, so that Plexus's connection has heard the endpoint's limit.
+    let rsp = send(&mut client, request("world", "/warm", full(""))).await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    // Twice: the streams of the first round free their places when they end, so the
+    // second finds room on the same three connections.
+    for round in 0..2 {
+        let calls = (0..CALLS).map(|i| {
+            let mut client = client.clone();
+            async move {
+                let rsp = send(
+                    &mut client,
+                    request("world", &format!("/call/{i}"), full("")),
+                )
+                .await;
+                assert_eq!(
+                    rsp.status(),
+                    StatusCode::OK,
+                    "call {i}: {:?}",
+                    rsp.headers()
+                );
+                let body = rsp.into_body().collect().await.expect("body").to_bytes();
+                assert_eq!(body, "ok", "call {i}");
+            }
+        });
+        within(
+            &format!("round {round}: six calls, two streams per connection"),
+            futures::future::join_all(calls),
+        )
+        .await;
+        assert_eq!(connections.load(Ordering::SeqCst), 3, "round {round}");
+    }
+}

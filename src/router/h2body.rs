@@ -15,6 +15,7 @@ use bytes::Bytes;
 use h2::{Reason, RecvStream, SendStream};
 use http_body::{Body, Frame, SizeHint};
 
+use super::client::http2::OpenStream;
 use super::client::{BoxError, ProxyBody};
 
 /// The receiving half of a stream as a body, returning flow-control capacity to the
@@ -25,6 +26,9 @@ pub struct RecvBody {
     data_done: bool,
     /// The declared `Content-Length` (h2 checks the data against it).
     length: Option<u64>,
+    /// A response's stream, counted on its connection to the endpoint until the body
+    /// is dropped (see [`crate::router::client::http2`]).
+    counted: Option<OpenStream>,
 }
 
 impl RecvBody {
@@ -34,7 +38,14 @@ impl RecvBody {
             recv,
             data_done: false,
             length,
+            counted: None,
         }
+    }
+
+    /// Keeps the stream counted on its connection while the body lives.
+    pub(crate) fn counted(mut self, stream: OpenStream) -> Self {
+        self.counted = Some(stream);
+        self
     }
 }
 

@@ -2,9 +2,13 @@
 //!
 //! One multiplexed connection per endpoint, TLS identity and worker, driven by a task of
 //! its own, made once however many requests arrive while it is being made, and forgotten
-//! when it ends. A request's own future opens its stream, sends a body that is already
-//! complete without any task, and waits for the response head itself; only a request
-//! body still streaming when the response head arrives gets a task, to go on sending.
+//! when it ends. More only when it is full: a stream beyond the endpoint's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` would wait for another call to finish, so it goes
+//! on another connection instead (up to [`MAX_CONNECTIONS_PER_ENDPOINT`]), and calls
+//! go to the connection with the fewest streams. A request's own future opens its
+//! stream, sends a body that is already complete without any task, and waits for the
+//! response head itself; only a request body still streaming when the response head
+//! arrives gets a task, to go on sending.
 //!
 //! This is the hot path of every gRPC call, which is why it is not hyper's client: that
 //! passes each request through a channel to the connection's task, spawns a task per
@@ -20,6 +24,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -44,20 +50,112 @@ const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// Request data buffered per stream beyond what the endpoint's window lets out.
 const MAX_SEND_BUFFER: usize = 1024 * 1024;
 /// Streams opened before the endpoint's SETTINGS say how many it takes (RFC 9113's
-/// recommended minimum, so a new connection is not refused streams).
+/// recommended minimum, so a new connection is not refused streams). An endpoint whose
+/// SETTINGS name no limit has none (`h2` then takes any number).
 const INITIAL_MAX_SEND_STREAMS: usize = 100;
+/// Connections to one endpoint on one worker, at most. Beyond them, a stream over the
+/// endpoint's limit waits (in `h2`) for one of the connection's streams to end.
+pub(crate) const MAX_CONNECTIONS_PER_ENDPOINT: usize = 16;
 
 type Sender = SendRequest<Bytes>;
-type Connecting = Shared<LocalBoxFuture<'static, Result<Sender, ProxyError>>>;
+type Connecting = Shared<LocalBoxFuture<'static, Result<(), ProxyError>>>;
 
-/// An endpoint's connection on this worker: open, or being made.
-enum Slot {
-    Open { id: u64, sender: Sender },
-    Connecting(Connecting),
+/// An endpoint's connections on this worker.
+#[derive(Default)]
+struct Endpoint {
+    open: Vec<Open>,
+    /// The one being made, if any: requests that find the others full wait for it.
+    connecting: Option<Connecting>,
+}
+
+/// An open connection, and how many of Plexus's streams are on it.
+struct Open {
+    id: u64,
+    sender: Sender,
+    /// Shared with the streams' [`OpenStream`]s. Atomic only because response bodies
+    /// must be `Send`: it is only ever touched on this worker's thread.
+    streams: Arc<AtomicUsize>,
+}
+
+impl Open {
+    fn streams(&self) -> usize {
+        self.streams.load(Ordering::Relaxed)
+    }
+}
+
+/// One stream counted on its connection while it lives: dropped (with the response
+/// body, or the call if it fails first), it frees its place.
+pub(crate) struct OpenStream(Arc<AtomicUsize>);
+
+impl OpenStream {
+    fn new(streams: &Arc<AtomicUsize>) -> OpenStream {
+        streams.fetch_add(1, Ordering::Relaxed);
+        OpenStream(streams.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What [`Endpoint::next`] says to do.
+enum Next {
+    /// Open the stream on this connection.
+    Use(u64, Sender, OpenStream),
+    /// Wait for the connection being made, then look again.
+    Wait(Connecting),
+    /// Make another connection, then look again.
+    Connect,
+}
+
+impl Endpoint {
+    /// The connection a new stream goes on: one with room (see [`with_room`]);
+    /// otherwise the one being made, or a new one, below the cap; at the cap, the
+    /// least busy of those that take streams at all (the stream waits there, in `h2`,
+    /// for a free place).
+    fn next(&self) -> Next {
+        let mut heard = [(0, 0); MAX_CONNECTIONS_PER_ENDPOINT];
+        for (h, o) in heard.iter_mut().zip(&self.open) {
+            *h = (o.streams(), o.sender.current_max_send_streams());
+        }
+        let heard = &heard[..self.open.len().min(MAX_CONNECTIONS_PER_ENDPOINT)];
+        let usable = |i: usize| {
+            let o = &self.open[i];
+            Next::Use(o.id, o.sender.clone(), OpenStream::new(&o.streams))
+        };
+        if let Some(i) = with_room(heard) {
+            return usable(i);
+        }
+        match &self.connecting {
+            Some(made) => Next::Wait(made.clone()),
+            None if self.open.len() < MAX_CONNECTIONS_PER_ENDPOINT => Next::Connect,
+            None => (0..heard.len())
+                .min_by_key(|&i| (heard[i].1 == 0, heard[i].0))
+                .map_or(Next::Connect, usable),
+        }
+    }
+}
+
+/// Which of an endpoint's connections, given as (streams on it, the limit it heard in
+/// `SETTINGS_MAX_CONCURRENT_STREAMS`), has room for a new stream: the one with the
+/// fewest streams among those under their own limit and under the lowest non-zero
+/// limit of them all. They all reach the same server, and a connection that has not
+/// heard its limit yet holds the initial 100; a connection told 0 takes nothing.
+fn with_room(heard: &[(usize, usize)]) -> Option<usize> {
+    let endpoint = heard
+        .iter()
+        .map(|&(_, limit)| limit)
+        .filter(|&limit| limit > 0)
+        .min()?;
+    (0..heard.len())
+        .filter(|&i| heard[i].0 < heard[i].1.min(endpoint))
+        .min_by_key(|&i| heard[i].0)
 }
 
 thread_local! {
-    static CONNECTIONS: RefCell<HashMap<PoolKey, Slot>> = RefCell::new(HashMap::new());
+    static CONNECTIONS: RefCell<HashMap<PoolKey, Endpoint>> = RefCell::new(HashMap::new());
     static NEXT_ID: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -67,8 +165,8 @@ pub(super) async fn send(
     req: Box<Request<ProxyBody>>,
 ) -> Result<Response<ProxyBody>, SendError> {
     let addr = dial.addr;
-    let mut sender = match ready_connection(dial).await {
-        Ok(sender) => sender,
+    let (mut sender, counted) = match ready_connection(dial).await {
+        Ok(ready) => ready,
         Err(error) => {
             return Err(SendError {
                 error,
@@ -112,7 +210,7 @@ pub(super) async fn send(
                 tokio::task::spawn_local(pipe);
             }
             let length = plexus_http::headers::content_length(rsp.headers());
-            Ok(rsp.map(|recv| RecvBody::new(recv, length).boxed_unsync()))
+            Ok(rsp.map(|recv| RecvBody::new(recv, length).counted(counted).boxed_unsync()))
         }
         Err(e) => Err(SendError {
             error: failure(addr, &e),
@@ -129,56 +227,39 @@ fn has_payload_semantics(method: &Method) -> bool {
     )
 }
 
-/// The endpoint's connection, ready for a new stream: the open one, or the one being
-/// made (by this request or another), or a new one.
-async fn ready_connection(dial: &Dial<'_>) -> Result<Sender, ProxyError> {
+/// A connection to the endpoint ready for a new stream, with the stream counted on it:
+/// an open one with room, or one being made (by this request or another), or a new
+/// one (see [`Endpoint::next`]).
+async fn ready_connection(dial: &Dial<'_>) -> Result<(Sender, OpenStream), ProxyError> {
     let key = dial.key();
-    // Twice at most: an open connection may turn out to have ended since.
-    for _ in 0..2 {
-        let found = CONNECTIONS.with(|c| match c.borrow().get(&key) {
-            Some(Slot::Open { id, sender }) => Found::Open(*id, sender.clone()),
-            Some(Slot::Connecting(made)) => Found::Connecting(made.clone()),
-            None => Found::Nothing,
+    loop {
+        let next = CONNECTIONS.with(|c| match c.borrow().get(&key) {
+            Some(endpoint) => endpoint.next(),
+            None => Next::Connect,
         });
-        let mut sender = match found {
-            Found::Open(id, mut sender) => {
+        match next {
+            Next::Use(id, mut sender, counted) => {
                 if poll_fn(|cx| sender.poll_ready(cx)).await.is_ok() {
-                    return Ok(sender);
+                    return Ok((sender, counted));
                 }
                 // It ended (its task forgets it soon); nothing was sent on it.
                 forget(&key, id);
-                continue;
             }
-            Found::Connecting(made) => made.await?,
-            Found::Nothing => connecting(dial, key.clone()).await?,
-        };
-        return match poll_fn(|cx| sender.poll_ready(cx)).await {
-            Ok(()) => Ok(sender),
-            Err(e) => Err(connect_failed(
-                dial.addr,
-                format!("the new HTTP/2 connection closed: {e}"),
-            )),
-        };
+            Next::Wait(made) => made.await?,
+            Next::Connect => connecting(dial, key.clone()).await?,
+        }
     }
-    Err(connect_failed(
-        dial.addr,
-        "the HTTP/2 connection closed".into(),
-    ))
 }
 
-/// What [`ready_connection`] found for an endpoint.
-enum Found {
-    Open(u64, Sender),
-    Connecting(Connecting),
-    Nothing,
-}
-
-/// Forgets the endpoint's connection `id`, if it is still the one on record.
+/// Forgets the endpoint's connection `id`, if it is still on record.
 fn forget(key: &PoolKey, id: u64) {
     CONNECTIONS.with(|c| {
         let mut c = c.borrow_mut();
-        if matches!(c.get(key), Some(Slot::Open { id: open, .. }) if *open == id) {
-            c.remove(key);
+        if let Some(endpoint) = c.get_mut(key) {
+            endpoint.open.retain(|o| o.id != id);
+            if endpoint.open.is_empty() && endpoint.connecting.is_none() {
+                c.remove(key);
+            }
         }
     });
 }
@@ -191,7 +272,9 @@ fn connecting(dial: &Dial<'_>, key: PoolKey) -> Connecting {
         tls: dial.tls.cloned(),
     };
     let made = connect(target, key.clone()).boxed_local().shared();
-    CONNECTIONS.with(|c| c.borrow_mut().insert(key, Slot::Connecting(made.clone())));
+    CONNECTIONS.with(|c| {
+        c.borrow_mut().entry(key).or_default().connecting = Some(made.clone());
+    });
     made
 }
 
@@ -202,26 +285,24 @@ struct Target {
     tls: Option<ClientTlsTarget>,
 }
 
-async fn connect(target: Target, key: PoolKey) -> Result<Sender, ProxyError> {
+/// Makes a connection and puts it on record with the endpoint's others.
+async fn connect(target: Target, key: PoolKey) -> Result<(), ProxyError> {
     let made = handshake(&target, key.clone()).await;
     CONNECTIONS.with(|c| {
         let mut c = c.borrow_mut();
-        match &made {
-            Ok((id, sender)) => {
-                c.insert(
-                    key,
-                    Slot::Open {
-                        id: *id,
-                        sender: sender.clone(),
-                    },
-                );
-            }
-            Err(_) => {
-                c.remove(&key);
-            }
+        let endpoint = c.entry(key.clone()).or_default();
+        endpoint.connecting = None;
+        if let Ok((id, sender)) = &made {
+            endpoint.open.push(Open {
+                id: *id,
+                sender: sender.clone(),
+                streams: Arc::default(),
+            });
+        } else if endpoint.open.is_empty() {
+            c.remove(&key);
         }
     });
-    made.map(|(_, sender)| sender)
+    made.map(|_| ())
 }
 
 /// TCP, TLS when the client has it, and the HTTP/2 handshake; the connection then runs
@@ -288,6 +369,22 @@ fn failure(addr: std::net::SocketAddr, e: &h2::Error) -> ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_goes_where_there_is_room_under_the_endpoints_limit() {
+        // The least busy connection with room.
+        assert_eq!(with_room(&[(3, 10), (1, 10), (2, 10)]), Some(1));
+        assert_eq!(with_room(&[(10, 10), (9, 10)]), Some(1));
+        // All full: none.
+        assert_eq!(with_room(&[(10, 10), (10, 10)]), None);
+        assert_eq!(with_room(&[]), None);
+        // A new connection (still at the initial 100) is held to what the others heard.
+        assert_eq!(with_room(&[(2, 2), (2, 100)]), None);
+        assert_eq!(with_room(&[(2, 2), (1, 100)]), Some(1));
+        // A connection told 0 takes nothing, and does not hold back the others.
+        assert_eq!(with_room(&[(0, 0), (5, 100)]), Some(1));
+        assert_eq!(with_room(&[(0, 0)]), None);
+    }
 
     #[test]
     fn empty_bodies_of_methods_without_payload_semantics_get_no_length() {

@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use super::error::{ErrorKind, ProxyError};
 use super::policy::ClientTlsTarget;
 
-mod http2;
+pub(crate) mod http2;
 
 /// Errors carried by proxied bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
