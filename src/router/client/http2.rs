@@ -232,7 +232,11 @@ fn has_payload_semantics(method: &Method) -> bool {
 /// one (see [`Endpoint::next`]).
 async fn ready_connection(dial: &Dial<'_>) -> Result<(Sender, OpenStream), ProxyError> {
     let key = dial.key();
-    loop {
+    // Connections found closed: after two, the endpoint is failing (the call is
+    // requeued elsewhere); looks in all, in case connections keep ending as they come.
+    let (mut closed, mut looks) = (0, 0);
+    while closed < 2 && looks < 4 * MAX_CONNECTIONS_PER_ENDPOINT {
+        looks += 1;
         let next = CONNECTIONS.with(|c| match c.borrow().get(&key) {
             Some(endpoint) => endpoint.next(),
             None => Next::Connect,
@@ -244,11 +248,16 @@ async fn ready_connection(dial: &Dial<'_>) -> Result<(Sender, OpenStream), Proxy
                 }
                 // It ended (its task forgets it soon); nothing was sent on it.
                 forget(&key, id);
+                closed += 1;
             }
             Next::Wait(made) => made.await?,
             Next::Connect => connecting(dial, key.clone()).await?,
         }
     }
+    Err(connect_failed(
+        dial.addr,
+        "the HTTP/2 connection closed".into(),
+    ))
 }
 
 /// Forgets the endpoint's connection `id`, if it is still on record.
