@@ -131,9 +131,15 @@ impl Endpoint {
         match &self.connecting {
             Some(made) => Next::Wait(made.clone()),
             None if self.open.len() < MAX_CONNECTIONS_PER_ENDPOINT => Next::Connect,
-            None => (0..heard.len())
-                .min_by_key(|&i| (heard[i].1 == 0, heard[i].0))
-                .map_or(Next::Connect, usable),
+            None => {
+                tracing::debug!(
+                    connections = heard.len(),
+                    "every HTTP/2 connection to the endpoint is at its stream limit; the call waits for a free stream"
+                );
+                (0..heard.len())
+                    .min_by_key(|&i| (heard[i].1 == 0, heard[i].0))
+                    .map_or(Next::Connect, usable)
+            }
         }
     }
 }
@@ -282,7 +288,17 @@ fn connecting(dial: &Dial<'_>, key: PoolKey) -> Connecting {
     };
     let made = connect(target, key.clone()).boxed_local().shared();
     CONNECTIONS.with(|c| {
-        c.borrow_mut().entry(key).or_default().connecting = Some(made.clone());
+        let mut c = c.borrow_mut();
+        let endpoint = c.entry(key).or_default();
+        if let Some(first) = endpoint.open.first() {
+            tracing::debug!(
+                endpoint = %dial.addr,
+                open = endpoint.open.len(),
+                limit = first.sender.current_max_send_streams(),
+                "every HTTP/2 connection to the endpoint is at its stream limit; opening another"
+            );
+        }
+        endpoint.connecting = Some(made.clone());
     });
     made
 }
