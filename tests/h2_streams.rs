@@ -756,38 +756,11 @@ async fn echo_10_mib(client: &mut Client, authority: &str, tag: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2_identifier_reading_host_reads_the_authority() {
     let backend = backend().await;
-    let dir = scratch("h2s-host");
-    let disco = dir.join("disco");
-    std::fs::create_dir_all(&disco).expect("disco");
-    let addr = backend.addr;
-    std::fs::write(
-        disco.join("world"),
-        format!("{} {}\n", addr.ip(), addr.port()),
-    )
-    .expect("write");
-    let (port, admin) = (free_port(), free_port());
-    let config = format!(
-        r#"admin:
-  ip: 127.0.0.1
-  port: {admin}
-namers:
-- kind: io.l5d.fs
-  rootDir: {disco}
-routers:
-- protocol: h2
-  dtab: /svc => /#/io.l5d.fs;
-  identifier:
-    kind: io.l5d.header.token
-    header: host
-  servers:
-  - port: {port}
-"#,
-        disco = disco.display()
+    let (_plexus, entry) = one_router(
+        "h2s-host",
+        "- protocol: h2\n  identifier:\n    kind: io.l5d.header.token\n    header: host\n",
+        &[("world", backend.addr)],
     );
-    let entry = SocketAddr::from(([127, 0, 0, 1], port));
-    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
-    let _plexus =
-        tokio::task::block_in_place(|| support::run_plexus("plexus", &dir, &config, entry, admin));
     let mut client = connect(entry).await;
     let rsp = send(&mut client, request("world", "/whoami/1", full(""))).await;
     assert_eq!(rsp.status(), StatusCode::OK, "{:?}", rsp.headers());
@@ -2088,6 +2061,42 @@ async fn max_concurrent_streams_per_connection_is_advertised_and_enforced() {
     assert_eq!(log.held.load(Ordering::SeqCst), 20);
 }
 
+/// Runs Plexus with one router: `router` starts its block (`- protocol: ...` and any
+/// keys), to which a dtab over an `io.l5d.fs` namer and a server are added; the namer
+/// lists `services` (name, endpoint). Returns Plexus and the server's address.
+fn one_router(name: &str, router: &str, services: &[(&str, SocketAddr)]) -> (Proc, SocketAddr) {
+    let dir = scratch(name);
+    let disco = dir.join("disco");
+    std::fs::create_dir_all(&disco).expect("disco");
+    for (service, addr) in services {
+        std::fs::write(
+            disco.join(service),
+            format!("{} {}\n", addr.ip(), addr.port()),
+        )
+        .expect("write");
+    }
+    let (port, admin) = (free_port(), free_port());
+    let config = format!(
+        r#"admin:
+  ip: 127.0.0.1
+  port: {admin}
+namers:
+- kind: io.l5d.fs
+  rootDir: {disco}
+routers:
+{router}  dtab: /svc => /#/io.l5d.fs;
+  servers:
+  - port: {port}
+"#,
+        disco = disco.display()
+    );
+    let entry = SocketAddr::from(([127, 0, 0, 1], port));
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
+    let plexus =
+        tokio::task::block_in_place(|| support::run_plexus(name, &dir, &config, entry, admin));
+    (plexus, entry)
+}
+
 /// Plexus answers some requests before their bodies arrive (here: a service with no
 /// endpoints, 502 at once) and resets the rest of each upload; DATA the client had
 /// already sent then reaches streams Plexus has closed. RFC 9113 (section 5.4.2) says
@@ -2106,29 +2115,7 @@ async fn late_data_on_streams_answered_early_is_ignored() {
 /// prior knowledge in the clear), which is served by the same HTTP/2 server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_data_from_an_upgraded_peer_is_ignored() {
-    let dir = scratch("h2s-late-data-peer");
-    let disco = dir.join("disco");
-    std::fs::create_dir_all(&disco).expect("disco");
-    let (port, admin) = (free_port(), free_port());
-    let config = format!(
-        r#"admin:
-  ip: 127.0.0.1
-  port: {admin}
-namers:
-- kind: io.l5d.fs
-  rootDir: {disco}
-routers:
-- protocol: http
-  dtab: /svc => /#/io.l5d.fs;
-  servers:
-  - port: {port}
-"#,
-        disco = disco.display()
-    );
-    let entry = SocketAddr::from(([127, 0, 0, 1], port));
-    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
-    let _plexus =
-        tokio::task::block_in_place(|| support::run_plexus("plexus", &dir, &config, entry, admin));
+    let (_plexus, entry) = one_router("h2s-late-data-peer", "- protocol: http\n", &[]);
     // No service has endpoints here: the closing call is answered (502) too.
     late_data_is_ignored(entry, "nowhere").await;
 }
