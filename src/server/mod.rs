@@ -392,14 +392,19 @@ enum Opening {
 async fn plaintext_opening(stream: &TcpStream) -> Opening {
     let sniff = async {
         let mut seen = [0u8; H2_PREFACE.len()];
+        let mut pause = Duration::from_millis(1);
         loop {
             match stream.peek(&mut seen).await {
                 Ok(0) | Err(_) => return Opening::Nothing,
                 Ok(n) if seen[..n] != H2_PREFACE[..n] => return Opening::Other,
                 Ok(n) if n == H2_PREFACE.len() => return Opening::H2,
                 // Only part of the preface has come. Peeking again would return the
-                // same bytes at once, so wait a moment for the rest.
-                Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                // same bytes at once, so wait for the rest, longer each time: a
+                // client that stops halfway costs a few dozen wake-ups, not thousands.
+                Ok(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
             }
         }
     };
@@ -602,6 +607,13 @@ mod tests {
     async fn a_connection_closed_before_a_byte_is_nothing_to_serve() {
         let (client, server) = pair().await;
         drop(client);
+        assert!(matches!(plaintext_opening(&server).await, Opening::Nothing));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_stopping_halfway_through_the_preface_is_given_up() {
+        let (mut client, server) = pair().await;
+        client.write_all(&H2_PREFACE[..5]).await.expect("write");
         assert!(matches!(plaintext_opening(&server).await, Opening::Nothing));
     }
 
