@@ -1,8 +1,8 @@
 //! The body of a request as a router receives it, whichever server read it.
 //!
-//! HTTP/1.1 routers are served by hyper (which also takes HTTP/2 from Plexus peers that
-//! upgraded the hop); h2 routers by Plexus's own HTTP/2 server on the `h2` crate
-//! (`crate::server::http2`). The pipeline takes either as one type, so its phases are
+//! HTTP/1.1 from applications is served by hyper; HTTP/2 (h2 routers, and Plexus peers
+//! that upgraded the hop to an HTTP/1.1 router) by Plexus's own HTTP/2 server on the
+//! `h2` crate (`crate::server::http2`). The pipeline takes either as one type, so its phases are
 //! written once and compiled once.
 
 use std::pin::Pin;
