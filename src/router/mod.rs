@@ -92,30 +92,41 @@ pub struct H2Settings {
 }
 
 impl H2Settings {
+    /// `maxConcurrentStreamsPerConnection`'s default, as in Linkerd.
+    const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1000;
+    /// HTTP/2's smallest frame size, which is also its default.
+    const MIN_FRAME_SIZE: u32 = 16_384;
+    /// `maxHeaderListBytes`'s default.
+    const DEFAULT_MAX_HEADER_LIST: u32 = 16 << 10;
+
     fn from_config(s: &config::Server) -> H2Settings {
         H2Settings {
-            max_concurrent_streams: s.max_concurrent_streams_per_connection.unwrap_or(1000),
+            max_concurrent_streams: s
+                .max_concurrent_streams_per_connection
+                .unwrap_or(Self::DEFAULT_MAX_CONCURRENT_STREAMS),
             initial_stream_window: s.initial_stream_window_bytes.unwrap_or(65_535),
             max_frame_size: s
                 .max_frame_bytes
-                .unwrap_or(16_384)
-                .clamp(16_384, 16_777_215),
-            max_header_list_size: s.max_header_list_bytes.unwrap_or(16 << 10),
+                .unwrap_or(Self::MIN_FRAME_SIZE)
+                .clamp(Self::MIN_FRAME_SIZE, 16_777_215),
+            max_header_list_size: s
+                .max_header_list_bytes
+                .unwrap_or(Self::DEFAULT_MAX_HEADER_LIST),
         }
     }
 
     /// For HTTP/2 that a Plexus peer brings to an HTTP/1.1 router (the upgraded hop):
     /// the h2 router's defaults, except a 1 MiB stream window, so that one large body
     /// crossing hosts is not held to 64 KiB a round trip, and a header list as large as
-    /// the router takes in HTTP/1.1 (`max_head_bytes`), at least 16 KiB.
+    /// the router takes in HTTP/1.1 (`max_head_bytes`), at least the default 16 KiB.
     pub fn peer_hop(max_head_bytes: usize) -> H2Settings {
         H2Settings {
-            max_concurrent_streams: 1000,
+            max_concurrent_streams: Self::DEFAULT_MAX_CONCURRENT_STREAMS,
             initial_stream_window: 1024 * 1024,
-            max_frame_size: 16_384,
+            max_frame_size: Self::MIN_FRAME_SIZE,
             max_header_list_size: u32::try_from(max_head_bytes)
                 .unwrap_or(u32::MAX)
-                .max(16 << 10),
+                .max(Self::DEFAULT_MAX_HEADER_LIST),
         }
     }
 }

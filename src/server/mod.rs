@@ -302,19 +302,23 @@ impl Actor for HttpConnection {
         let head_limit = self.router.limits.max_head_bytes.max(8192);
         let label = self.router.label.clone();
         let serve = async move {
-            let tls = match &spec.tls {
-                // With `acceptPlaintext`, a peer that has not negotiated TLS (or an
-                // application) comes in the clear.
-                Some(tls) if !spec.accept_plaintext || starts_with_tls(&stream).await => tls,
-                _ => {
-                    let h2 = match spec.h2 {
-                        Some(h2) => Some(h2),
-                        None => match plaintext_opening(&stream).await {
-                            Opening::H2 => Some(H2Settings::peer_hop(head_limit)),
-                            Opening::Other => None,
-                            Opening::Nothing => return,
-                        },
-                    };
+            // How the connection opens, read only where it can vary: with TLS alone
+            // every connection starts a handshake, and an h2 router in the clear speaks
+            // nothing but HTTP/2.
+            let opening = match (&spec.tls, spec.accept_plaintext, spec.h2) {
+                (Some(_), false, _) => Opening::Tls,
+                (None, _, Some(_)) => Opening::H2,
+                _ => opening(&stream).await,
+            };
+            let tls = match (opening, &spec.tls) {
+                (Opening::Nothing, _) => return,
+                (Opening::Tls, Some(tls)) => tls,
+                // In the clear: from an application, or from a peer that has not
+                // negotiated TLS (`acceptPlaintext`).
+                (opening, _) => {
+                    let h2 = spec.h2.or_else(|| {
+                        matches!(opening, Opening::H2).then(|| H2Settings::peer_hop(head_limit))
+                    });
                     return serve(stream, h2, requests, head_limit, drain).await;
                 }
             };
@@ -357,7 +361,7 @@ async fn serve_thrift(
     let Some(tls) = spec.tls.clone() else {
         return serve(worker, spec, stream, drain).await;
     };
-    if spec.accept_plaintext && !starts_with_tls(&stream).await {
+    if spec.accept_plaintext && !matches!(opening(&stream).await, Opening::Tls) {
         return serve(worker, spec, stream, drain).await;
     }
     let peer = stream.peer_addr().ok();
@@ -377,25 +381,30 @@ async fn serve_thrift(
 /// that speaks HTTP/2 with prior knowledge.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// How a plaintext connection to an HTTP/1.1 router opens.
+/// How a connection opens.
 enum Opening {
-    /// With HTTP/2's preface: a Plexus peer that negotiated the upgrade.
+    /// With a TLS handshake record (content type 22).
+    Tls,
+    /// With HTTP/2's preface: an h2 client, or to an HTTP/1.1 router, a Plexus peer that
+    /// negotiated the upgrade.
     H2,
-    /// With anything else (an HTTP/1.1 request line).
+    /// With anything else (an HTTP/1.1 request line, a Thrift message).
     Other,
     /// With nothing: the client closed, or sent nothing within the header read timeout.
     Nothing,
 }
 
-/// Reads how a plaintext connection opens, without consuming it: decided by the first
-/// byte that differs from HTTP/2's preface, so an HTTP/1.1 request line is known at once.
-async fn plaintext_opening(stream: &TcpStream) -> Opening {
+/// Reads how a connection opens, without consuming it: decided by the first byte for
+/// TLS, and otherwise by the first byte that differs from HTTP/2's preface, so an
+/// HTTP/1.1 request line is known at once.
+async fn opening(stream: &TcpStream) -> Opening {
     let sniff = async {
         let mut seen = [0u8; H2_PREFACE.len()];
         let mut pause = Duration::from_millis(1);
         loop {
             match stream.peek(&mut seen).await {
                 Ok(0) | Err(_) => return Opening::Nothing,
+                Ok(_) if seen[0] == 0x16 => return Opening::Tls,
                 Ok(n) if seen[..n] != H2_PREFACE[..n] => return Opening::Other,
                 Ok(n) if n == H2_PREFACE.len() => return Opening::H2,
                 // Only part of the preface has come. Peeking again would return the
@@ -417,16 +426,6 @@ async fn plaintext_opening(stream: &TcpStream) -> Opening {
             );
             Opening::Nothing
         })
-}
-
-/// Whether a connection opens with a TLS handshake record (content type 22). Waits for
-/// the first byte without consuming it, for at most the header read timeout.
-async fn starts_with_tls(stream: &TcpStream) -> bool {
-    let mut first = [0u8; 1];
-    matches!(
-        tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await,
-        Ok(Ok(1)) if first[0] == 0x16
-    )
 }
 
 /// What a connection's requests are handed to: the router's pipeline, with the
@@ -570,8 +569,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             client.write_all(&H2_PREFACE[9..]).await.expect("write");
         };
-        let (opening, ()) = tokio::join!(plaintext_opening(&server), rest);
-        assert!(matches!(opening, Opening::H2));
+        let (opened, ()) = tokio::join!(opening(&server), rest);
+        assert!(matches!(opened, Opening::H2));
         // Nothing was consumed: the HTTP/2 server reads the whole preface.
         let mut first = [0u8; 24];
         server.peek(&mut first).await.expect("peek");
@@ -592,34 +591,39 @@ mod tests {
                         .await
                         .expect("write");
                 };
-                let (opening, ()) = tokio::join!(plaintext_opening(&server), more);
-                assert!(matches!(opening, Opening::Other), "{line:?}");
+                let (opened, ()) = tokio::join!(opening(&server), more);
+                assert!(matches!(opened, Opening::Other), "{line:?}");
             } else {
-                assert!(
-                    matches!(plaintext_opening(&server).await, Opening::Other),
-                    "{line:?}"
-                );
+                assert!(matches!(opening(&server).await, Opening::Other), "{line:?}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_is_known_by_its_first_byte() {
+        let (mut client, server) = pair().await;
+        // A handshake record, TLS 1.0 record version, as a ClientHello starts.
+        client.write_all(&[0x16, 0x03, 0x01]).await.expect("write");
+        assert!(matches!(opening(&server).await, Opening::Tls));
     }
 
     #[tokio::test]
     async fn a_connection_closed_before_a_byte_is_nothing_to_serve() {
         let (client, server) = pair().await;
         drop(client);
-        assert!(matches!(plaintext_opening(&server).await, Opening::Nothing));
+        assert!(matches!(opening(&server).await, Opening::Nothing));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_stopping_halfway_through_the_preface_is_given_up() {
         let (mut client, server) = pair().await;
         client.write_all(&H2_PREFACE[..5]).await.expect("write");
-        assert!(matches!(plaintext_opening(&server).await, Opening::Nothing));
+        assert!(matches!(opening(&server).await, Opening::Nothing));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_connection_is_given_up_after_the_header_read_timeout() {
         let (_client, server) = pair().await;
-        assert!(matches!(plaintext_opening(&server).await, Opening::Nothing));
+        assert!(matches!(opening(&server).await, Opening::Nothing));
     }
 }

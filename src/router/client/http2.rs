@@ -55,7 +55,7 @@ const MAX_SEND_BUFFER: usize = 1024 * 1024;
 const INITIAL_MAX_SEND_STREAMS: usize = 100;
 /// Connections to one endpoint on one worker, at most. Beyond them, a stream over the
 /// endpoint's limit waits (in `h2`) for one of the connection's streams to end.
-pub(crate) const MAX_CONNECTIONS_PER_ENDPOINT: usize = 16;
+const MAX_CONNECTIONS_PER_ENDPOINT: usize = 16;
 
 type Sender = SendRequest<Bytes>;
 type Connecting = Shared<LocalBoxFuture<'static, Result<(), ProxyError>>>;

@@ -2,8 +2,8 @@
 //!
 //! HTTP/1.1 from applications is served by hyper; HTTP/2 (h2 routers, and Plexus peers
 //! that upgraded the hop to an HTTP/1.1 router) by Plexus's own HTTP/2 server on the
-//! `h2` crate (`crate::server::http2`). The pipeline takes either as one type, so its phases are
-//! written once and compiled once.
+//! `h2` crate (`crate::server::http2`). The pipeline takes either as one type, so its
+//! phases are written once and compiled once.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
