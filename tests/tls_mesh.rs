@@ -3,7 +3,8 @@
 //! certificates minted by `plexus tls`. With `peerUpgrades: [h2]` the hop is TLS and
 //! HTTP/2, as node 2's own metrics show; the applications speak plain HTTP/1.1. Failed
 //! handshakes (unknown CA, wrong name, missing client certificate) fail fast with a
-//! clear error and are counted, never hang.
+//! clear error and are counted, never hang. Inside TLS, HTTP/2 is spoken only when
+//! negotiated by ALPN.
 
 mod support;
 
@@ -443,5 +444,90 @@ fn a_rotated_certificate_is_served_without_a_restart() {
     assert_ne!(first, second);
     wait_for("the new certificate to be served", || {
         presented(incoming.router, &ca) == second
+    });
+}
+
+/// What a TLS client offering `alpn` reads back after sending `first` to `server`:
+/// until the server closes, or until `enough` of an answer has come (an HTTP/2 server
+/// keeps the connection open after its SETTINGS), or for 10 s at most.
+fn answer_to(
+    server: SocketAddr,
+    ca: &Path,
+    alpn: &[&[u8]],
+    first: &[u8],
+    enough: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let settings = plexus_tls::ClientTlsSettings {
+            common_name: Some("linkerd".into()),
+            trust_certs: vec![ca.join("ca.pem")],
+            ..Default::default()
+        };
+        let client = plexus_tls::ClientTls::new(&settings, alpn).expect("client tls");
+        let tcp = tokio::net::TcpStream::connect(server)
+            .await
+            .expect("connect");
+        let mut stream = client.connect("linkerd", tcp).await.expect("handshake");
+        stream.write_all(first).await.expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Bounded, so a server that neither answers enough nor closes fails the
+        // assertions instead of hanging the test.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !enough(&got) {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        got
+    })
+}
+
+#[test]
+fn http2_inside_tls_is_negotiated_by_alpn_or_not_spoken() {
+    let ca = pki(&scratch("tls-pki-alpn"));
+    let b = backend::start();
+    let incoming = node(
+        "tls-in-alpn",
+        "127.0.2.6",
+        "incoming",
+        b.addr,
+        "",
+        &server_tls(&ca, false),
+    );
+    // HTTP/2's preface, then an empty SETTINGS frame.
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let is_settings = |got: &[u8]| got.len() >= 9 && got[3] == 4;
+
+    // Negotiated by ALPN: HTTP/2, the server's SETTINGS first.
+    let negotiated = answer_to(incoming.router, &ca, &[b"h2"], &preface, |got| {
+        got.len() >= 9
+    });
+    assert!(is_settings(&negotiated), "{negotiated:?}");
+
+    // Without ALPN, HTTP/1.1 is served as ever...
+    let request = b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n";
+    let http1 = answer_to(incoming.router, &ca, &[], request, |_| false);
+    let http1 = String::from_utf8_lossy(&http1);
+    assert!(http1.starts_with("HTTP/1.1 200"), "{http1}");
+
+    // ...and HTTP/2 with prior knowledge is not (RFC 9113 section 3.3): the connection
+    // is closed without an answer, and the log says why.
+    let unnegotiated = answer_to(incoming.router, &ca, &[], &preface, |_| false);
+    assert!(unnegotiated.is_empty(), "{unnegotiated:?}");
+    wait_for("the log to say why", || {
+        incoming
+            ._plexus
+            .log_text()
+            .contains("without negotiating it by ALPN")
     });
 }

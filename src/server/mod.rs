@@ -3,8 +3,8 @@
 //! A [`ServerActor`] (one per router server, on the main arbiter) accepts connections
 //! and hands each to a worker arbiter in turn, where an [`HttpConnection`] actor serves
 //! it: h2 routers, and the HTTP/2 that upgraded Plexus peers bring to HTTP/1.1 routers,
-//! with Plexus's own HTTP/2 server ([`http2`]); HTTP/1.1 from applications with hyper;
-//! Thrift routers with [`crate::router::thrift`]. Workers are single-threaded
+//! with Plexus's own HTTP/2 server ([`http2`]), the only one; HTTP/1.1 from
+//! applications with hyper; Thrift routers with [`crate::router::thrift`]. Workers are single-threaded
 //! (actix arbiters), so a connection's requests, its pooled upstream connections and its
 //! caches never cross threads. The
 //! [`Drain`] signal makes every connection finish its in-flight requests and close;
@@ -19,9 +19,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
 use http::{Request, Response};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -34,20 +34,6 @@ use crate::router::{H2Settings, Router, ServerSpec, stats};
 
 /// How long a client may take to send a request head before the connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Runs hyper's HTTP/2 stream tasks on the current worker thread: bodies and services
-/// here are not `Send`, and never need to be.
-#[derive(Clone, Copy, Debug, Default)]
-struct LocalExec;
-
-impl<F> hyper::rt::Executor<F> for LocalExec
-where
-    F: std::future::Future + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
-}
 
 /// Tells connections to finish what they are doing and close; counts those still open.
 #[derive(Clone, Debug)]
@@ -327,7 +313,9 @@ impl Actor for HttpConnection {
                 Ok(stream) => {
                     stats::tls_connections(&label, &spec.addr).increment(1);
                     // A client that negotiated `h2` by ALPN speaks HTTP/2 (RFC 9113
-                    // section 3.2); to an HTTP/1.1 router, that is a Plexus peer.
+                    // section 3.2); to an HTTP/1.1 router, that is a Plexus peer. Any
+                    // other speaks HTTP/1.1: HTTP/2 inside TLS is negotiated by ALPN
+                    // or not spoken (section 3.3), as nginx and Envoy have it.
                     let h2 = spec.h2.or_else(|| {
                         (stream.alpn_protocol() == Some(b"h2"))
                             .then(|| H2Settings::peer_hop(head_limit))
@@ -463,8 +451,7 @@ impl Requests {
 /// Serves one connection (plain or TLS): as HTTP/2 with Plexus's own server
 /// ([`http2`]) when `h2` says so (every connection of an h2 router, and HTTP/2 from a
 /// Plexus peer that negotiated the upgrade, see [`crate::router::peer`]); otherwise
-/// with hyper, as HTTP/1.1 from applications (or HTTP/2 with prior knowledge inside
-/// TLS that did not negotiate it by ALPN, which hyper recognises by its preface).
+/// as HTTP/1.1, with hyper.
 async fn serve<IO>(
     io: IO,
     h2: Option<H2Settings>,
@@ -479,27 +466,23 @@ async fn serve<IO>(
     }
     let requests = Rc::new(requests);
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-        // Boxed: hyper runs each HTTP/2 stream as a task of its own, and the runtime
-        // moves a task's future when it spawns it and when it completes; a pointer
-        // moves cheaper than the request's whole state.
+        // Boxed: hyper keeps the answer's future in its connection's state, moved there
+        // whole; a pointer moves cheaper than the request's whole state.
         let answer = crate::router::boxed(|| requests.serve(Box::new(req.map(RequestBody::Hyper))));
         async move { Ok::<_, Infallible>(answer.await) }
     });
-    let mut builder = auto::Builder::new(LocalExec);
-    builder
-        .http1()
+    let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(head_limit);
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+        .max_buf_size(head_limit)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
     serve_until_drained(conn, drain).await;
 }
 
-async fn serve_until_drained<C, E>(conn: C, mut drain: watch::Receiver<bool>)
+async fn serve_until_drained<C>(conn: C, mut drain: watch::Receiver<bool>)
 where
-    C: Future<Output = Result<(), E>> + GracefulConn,
-    E: std::fmt::Display,
+    C: Future<Output = hyper::Result<()>> + GracefulConn,
 {
     tokio::pin!(conn);
     let mut draining = *drain.borrow();
@@ -509,8 +492,12 @@ where
     loop {
         tokio::select! {
             result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "client connection ended with an error");
+                match result {
+                    Err(e) if e.is_parse_version_h2() => tracing::info!(
+                        "a client sent HTTP/2 inside TLS without negotiating it by ALPN (RFC 9113 section 3.3); closed its connection"
+                    ),
+                    Err(e) => tracing::debug!(error = %e, "client connection ended with an error"),
+                    Ok(()) => {}
                 }
                 return;
             }
@@ -530,15 +517,13 @@ trait GracefulConn {
     fn graceful(self: std::pin::Pin<&mut Self>);
 }
 
-impl<I, S, B, E> GracefulConn for auto::UpgradeableConnection<'_, I, S, E>
+impl<I, S, B> GracefulConn for http1::UpgradeableConnection<I, S>
 where
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
-    S::Future: 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
 {
     fn graceful(self: std::pin::Pin<&mut Self>) {
         self.graceful_shutdown();
