@@ -528,6 +528,6 @@ fn http2_inside_tls_is_negotiated_by_alpn_or_not_spoken() {
         incoming
             ._plexus
             .log_text()
-            .contains("without negotiating it by ALPN")
+            .contains("HTTP/2 needs ALPN `h2`")
     });
 }

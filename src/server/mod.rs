@@ -4,13 +4,14 @@
 //! and hands each to a worker arbiter in turn, where an [`HttpConnection`] actor serves
 //! it: h2 routers, and the HTTP/2 that upgraded Plexus peers bring to HTTP/1.1 routers,
 //! with Plexus's own HTTP/2 server ([`http2`]), the only one; HTTP/1.1 from
-//! applications with hyper; Thrift routers with [`crate::router::thrift`]. Workers are single-threaded
-//! (actix arbiters), so a connection's requests, its pooled upstream connections and its
-//! caches never cross threads. The
+//! applications with hyper; Thrift routers with [`crate::router::thrift`]. Workers are
+//! single-threaded (actix arbiters), so a connection's requests, its pooled upstream
+//! connections and its caches never cross threads. The
 //! [`Drain`] signal makes every connection finish its in-flight requests and close;
 //! the runtime waits for them within the grace period.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -464,6 +465,7 @@ async fn serve<IO>(
     if let Some(h2) = &h2 {
         return http2::serve(io, h2, &requests, drain).await;
     }
+    let peer = requests.conn.peer;
     let requests = Rc::new(requests);
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
         // Boxed: hyper keeps the answer's future in its connection's state, moved there
@@ -477,10 +479,10 @@ async fn serve<IO>(
         .max_buf_size(head_limit)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
-    serve_until_drained(conn, drain).await;
+    serve_until_drained(conn, drain, peer).await;
 }
 
-async fn serve_until_drained<C>(conn: C, mut drain: watch::Receiver<bool>)
+async fn serve_until_drained<C>(conn: C, mut drain: watch::Receiver<bool>, peer: SocketAddr)
 where
     C: Future<Output = hyper::Result<()>> + GracefulConn,
 {
@@ -494,7 +496,8 @@ where
             result = conn.as_mut() => {
                 match result {
                     Err(e) if e.is_parse_version_h2() => tracing::info!(
-                        "a client sent HTTP/2 inside TLS without negotiating it by ALPN (RFC 9113 section 3.3); closed its connection"
+                        %peer,
+                        "a client sent HTTP/2's preface where HTTP/1.1 was expected (inside TLS, HTTP/2 needs ALPN `h2`: RFC 9113 section 3.3); closed its connection"
                     ),
                     Err(e) => tracing::debug!(error = %e, "client connection ended with an error"),
                     Ok(()) => {}
