@@ -396,8 +396,14 @@ fn tls_and_h2_are_negotiated_with_peers_and_skipped_with_others() {
     }
 }
 
-/// The certificate a TLS server presents to a fresh handshake (no session resumption).
-fn presented(server: SocketAddr, ca: &Path) -> Vec<u8> {
+/// Runs `f` on a fresh TLS connection to `server` (no session resumption), made with
+/// the mesh CA in `ca` as trust and `alpn` offered, for the name `linkerd`.
+fn over_tls<T>(
+    server: SocketAddr,
+    ca: &Path,
+    alpn: &[&[u8]],
+    f: impl AsyncFnOnce(&mut plexus_tls::TlsStream<tokio::net::TcpStream>) -> T,
+) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -408,11 +414,18 @@ fn presented(server: SocketAddr, ca: &Path) -> Vec<u8> {
             trust_certs: vec![ca.join("ca.pem")],
             ..Default::default()
         };
-        let client = plexus_tls::ClientTls::new(&settings, &[b"http/1.1"]).expect("client tls");
+        let client = plexus_tls::ClientTls::new(&settings, alpn).expect("client tls");
         let tcp = tokio::net::TcpStream::connect(server)
             .await
             .expect("connect");
-        let stream = client.connect("linkerd", tcp).await.expect("handshake");
+        let mut stream = client.connect("linkerd", tcp).await.expect("handshake");
+        f(&mut stream).await
+    })
+}
+
+/// The certificate a TLS server presents to a fresh handshake.
+fn presented(server: SocketAddr, ca: &Path) -> Vec<u8> {
+    over_tls(server, ca, &[b"http/1.1"], async |stream| {
         stream.peer_certificates().expect("certificates")[0]
             .as_ref()
             .to_vec()
@@ -458,21 +471,7 @@ fn answer_to(
     enough: impl Fn(&[u8]) -> bool,
 ) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    rt.block_on(async {
-        let settings = plexus_tls::ClientTlsSettings {
-            common_name: Some("linkerd".into()),
-            trust_certs: vec![ca.join("ca.pem")],
-            ..Default::default()
-        };
-        let client = plexus_tls::ClientTls::new(&settings, alpn).expect("client tls");
-        let tcp = tokio::net::TcpStream::connect(server)
-            .await
-            .expect("connect");
-        let mut stream = client.connect("linkerd", tcp).await.expect("handshake");
+    over_tls(server, ca, alpn, async |stream| {
         stream.write_all(first).await.expect("write");
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
