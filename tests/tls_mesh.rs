@@ -17,7 +17,7 @@ use support::{Proc, backend, curl, free_port, plexus_bin, run_plexus, scratch, w
 struct Node {
     router: SocketAddr,
     admin: SocketAddr,
-    _plexus: Proc,
+    plexus: Proc,
 }
 
 fn node(
@@ -49,7 +49,7 @@ routers:\n- protocol: http\n  label: {label}\n  dtab: /svc => /#/io.l5d.fs;\n{ro
     Node {
         router,
         admin,
-        _plexus: plexus,
+        plexus,
     }
 }
 
@@ -525,7 +525,7 @@ fn http2_inside_tls_is_negotiated_by_alpn_or_not_spoken() {
     assert!(unnegotiated.is_empty(), "{unnegotiated:?}");
     wait_for("the log to say why", || {
         incoming
-            ._plexus
+            .plexus
             .log_text()
             .contains("HTTP/2 needs ALPN `h2`")
     });

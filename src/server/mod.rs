@@ -11,7 +11,6 @@
 //! the runtime waits for them within the grace period.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -458,7 +457,7 @@ async fn serve<IO>(
     h2: Option<H2Settings>,
     requests: Requests,
     head_limit: usize,
-    drain: watch::Receiver<bool>,
+    mut drain: watch::Receiver<bool>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -479,17 +478,11 @@ async fn serve<IO>(
         .max_buf_size(head_limit)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
-    serve_until_drained(conn, drain, peer).await;
-}
-
-async fn serve_until_drained<C>(conn: C, mut drain: watch::Receiver<bool>, peer: SocketAddr)
-where
-    C: Future<Output = hyper::Result<()>> + GracefulConn,
-{
+    // Until it ends; a drain lets the request in flight finish, then closes.
     tokio::pin!(conn);
     let mut draining = *drain.borrow();
     if draining {
-        conn.as_mut().graceful();
+        conn.as_mut().graceful_shutdown();
     }
     loop {
         tokio::select! {
@@ -507,29 +500,10 @@ where
             changed = drain.changed(), if !draining => {
                 if changed.is_err() || *drain.borrow() {
                     draining = true;
-                    conn.as_mut().graceful();
+                    conn.as_mut().graceful_shutdown();
                 }
             }
         }
-    }
-}
-
-/// hyper's connection type has an inherent `graceful_shutdown` method; this names it
-/// for the drain loop.
-trait GracefulConn {
-    fn graceful(self: std::pin::Pin<&mut Self>);
-}
-
-impl<I, S, B> GracefulConn for http1::UpgradeableConnection<I, S>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-{
-    fn graceful(self: std::pin::Pin<&mut Self>) {
-        self.graceful_shutdown();
     }
 }
 
