@@ -245,26 +245,100 @@ impl tokio::io::AsyncWrite for Recording {
     }
 }
 
-/// The lengths of the HEADERS frames in the bytes an HTTP/2 server read (after the
-/// connection preface).
-fn headers_frame_lengths(bytes: &[u8]) -> Vec<usize> {
+/// The header blocks of the HEADERS frames in the bytes an HTTP/2 server read (after
+/// the connection preface).
+fn header_blocks(bytes: &[u8]) -> Vec<&[u8]> {
     let mut rest = bytes.get(24..).unwrap_or_default();
-    let mut lengths = Vec::new();
+    let mut blocks = Vec::new();
     while rest.len() >= 9 {
         let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
-        if rest[3] == 1 {
-            lengths.push(len);
+        let (kind, flags) = (rest[3], rest[4]);
+        let payload = rest.get(9..9 + len).unwrap_or_default();
+        if kind == 1 {
+            assert_eq!(flags & 0x28, 0, "no padding or priority in a HEADERS frame");
+            blocks.push(payload);
         }
         rest = rest.get(9 + len..).unwrap_or_default();
     }
-    lengths
+    blocks
+}
+
+/// How an HPACK header field is represented (RFC 7541, section 6), and whether its name
+/// is a reference to the static or dynamic table rather than spelled out.
+#[derive(Debug, PartialEq)]
+enum Field {
+    Indexed,
+    Inserted { name_indexed: bool },
+    NotIndexed { name_indexed: bool },
+    NeverIndexed { name_indexed: bool },
+    TableSizeUpdate,
+}
+
+/// The representations of a header block's fields, in order (strings are skipped, not
+/// decoded).
+fn hpack_fields(mut block: &[u8]) -> Vec<Field> {
+    fn integer(b: &mut &[u8], prefix: u32) -> usize {
+        let max = (1usize << prefix) - 1;
+        let mut value = usize::from(b[0]) & max;
+        *b = &b[1..];
+        if value == max {
+            let mut shift = 0;
+            loop {
+                let byte = b[0];
+                *b = &b[1..];
+                value += (usize::from(byte) & 0x7f) << shift;
+                shift += 7;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        value
+    }
+    fn skip_string(b: &mut &[u8]) {
+        let len = integer(b, 7);
+        *b = &b[len..];
+    }
+    fn literal(b: &mut &[u8], prefix: u32) -> bool {
+        let name_indexed = integer(b, prefix) != 0;
+        if !name_indexed {
+            skip_string(b);
+        }
+        skip_string(b);
+        name_indexed
+    }
+    let mut fields = Vec::new();
+    while let Some(&first) = block.first() {
+        fields.push(if first & 0x80 != 0 {
+            integer(&mut block, 7);
+            Field::Indexed
+        } else if first & 0x40 != 0 {
+            Field::Inserted {
+                name_indexed: literal(&mut block, 6),
+            }
+        } else if first & 0x20 != 0 {
+            integer(&mut block, 5);
+            Field::TableSizeUpdate
+        } else if first & 0x10 != 0 {
+            Field::NeverIndexed {
+                name_indexed: literal(&mut block, 4),
+            }
+        } else {
+            Field::NotIndexed {
+                name_indexed: literal(&mut block, 4),
+            }
+        });
+    }
+    fields
 }
 
 /// The values new on every request (here `l5d-reqid`) are sent never-indexed: were they
 /// added to the connection's HPACK table, each would push older entries out, and every
 /// few dozen requests the `l5d-dst-*` headers, evicted, would be sent again in full.
-/// With them kept out, every request after the first few has a header block of the same
-/// size, give or take the Huffman coding of its random id.
+/// Only the connection's first request lets its value in, which puts the name in the
+/// table: every later one refers to the name instead of spelling it out. With that,
+/// every request after the first has a header block of the same size, give or take the
+/// Huffman coding of its random id, and inserts nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_request_values_stay_out_of_the_hpack_table() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -298,15 +372,39 @@ async fn per_request_values_stay_out_of_the_hpack_table() {
         assert_eq!(rsp.status(), 200, "request {i}");
         rsp.into_body().collect().await.expect("body");
     }
-    let lengths = headers_frame_lengths(&recorded.lock().expect("log"));
-    assert_eq!(lengths.len(), 200, "one HEADERS frame per request");
-    let steady = &lengths[3..];
+    let recorded = recorded.lock().expect("log").clone();
+    let blocks = header_blocks(&recorded);
+    assert_eq!(blocks.len(), 200, "one HEADERS frame per request");
+    let first = hpack_fields(blocks[0]);
+    assert!(
+        !first
+            .iter()
+            .any(|f| matches!(f, Field::NeverIndexed { .. })),
+        "the first request lets its request id into the table: {first:?}"
+    );
+    for (i, block) in blocks.iter().enumerate().skip(1) {
+        let fields = hpack_fields(block);
+        let never: Vec<_> = fields
+            .iter()
+            .filter(|f| matches!(f, Field::NeverIndexed { .. }))
+            .collect();
+        assert_eq!(
+            never,
+            [&Field::NeverIndexed { name_indexed: true }],
+            "request {i}: the request id, its name referred to: {fields:?}"
+        );
+        assert!(
+            !fields.iter().any(|f| matches!(f, Field::Inserted { .. })),
+            "request {i} inserts nothing into the table: {fields:?}"
+        );
+    }
+    let steady: Vec<usize> = blocks[1..].iter().map(|b| b.len()).collect();
     let (min, max) = (
         steady.iter().min().expect("lengths"),
         steady.iter().max().expect("lengths"),
     );
     assert!(
         max - min <= 3,
-        "header blocks of requests 4 to 200 range from {min} to {max} bytes: {lengths:?}"
+        "header blocks of requests 2 to 200 range from {min} to {max} bytes: {steady:?}"
     );
 }

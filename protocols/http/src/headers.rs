@@ -187,10 +187,39 @@ pub fn via_depth(headers: &HeaderMap) -> usize {
 /// a literal instead of adding it to the connection's HPACK table, where it would never
 /// be reused and would push out the entries that are (the `l5d-dst-*` names, `via`,
 /// `content-type`), costing every later request their re-sending. HTTP/1.1 ignores the
-/// mark.
+/// mark. The HTTP/2 client lets the first such values on each connection in
+/// ([`seed_per_request_names`]), so that their names are in the table.
 pub fn per_request(mut value: HeaderValue) -> HeaderValue {
     value.set_sensitive(true);
     value
+}
+
+/// The headers Plexus writes with [`per_request`] values.
+const PER_REQUEST: [&str; 6] = [
+    L5D_REQID,
+    L5D_CTX_TRACE,
+    L5D_CTX_DEADLINE,
+    X_B3_TRACEID,
+    X_B3_SPANID,
+    X_B3_PARENTSPANID,
+];
+
+/// Lets this request's [`per_request`] values into the connection's HPACK table after
+/// all, to put their names there. A never-indexed value whose name is in the table goes
+/// as a reference to the name and the value; otherwise the name is spelled out too, on
+/// every request. The HTTP/2 client does this on a connection's first request, which
+/// saves each later request the names, and the endpoint their decoding and a new
+/// header name each time. (If other headers push the entries out of the table, the
+/// names are spelled out again, as without this.)
+/// Values Plexus did not mark are left as they came.
+pub fn seed_per_request_names(headers: &mut HeaderMap) {
+    for name in PER_REQUEST {
+        if let Some(v) = headers.get_mut(name)
+            && v.is_sensitive()
+        {
+            v.set_sensitive(false);
+        }
+    }
 }
 
 /// Appends this proxy to `Via`, keeping earlier entries.
@@ -331,6 +360,30 @@ mod tests {
             b = b.header(header::HOST, host);
         }
         b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn seeding_lets_only_the_values_plexus_marked_be_indexed() {
+        let mut h = headers(&[("x-b3-spanid", "00f067aa0ba902b7"), ("authorization", "x")]);
+        h.insert(
+            L5D_REQID,
+            per_request(HeaderValue::from_static("4bf92f3577b34da6")),
+        );
+        h.insert(
+            L5D_CTX_DEADLINE,
+            per_request(HeaderValue::from_static("1 2")),
+        );
+        let mut secret = HeaderValue::from_static("y");
+        secret.set_sensitive(true);
+        h.insert("x-secret", secret);
+        seed_per_request_names(&mut h);
+        assert!(!h[L5D_REQID].is_sensitive());
+        assert!(!h[L5D_CTX_DEADLINE].is_sensitive());
+        // Not marked by Plexus: untouched, either way.
+        assert!(!h[X_B3_SPANID].is_sensitive());
+        assert!(!h[header::AUTHORIZATION].is_sensitive());
+        assert!(h["x-secret"].is_sensitive());
+        assert_eq!(h[L5D_REQID], "4bf92f3577b34da6");
     }
 
     #[test]

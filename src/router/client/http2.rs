@@ -75,6 +75,12 @@ struct Open {
     /// Shared with the streams' [`OpenStream`]s. Atomic only because response bodies
     /// must be `Send`: it is only ever touched on this worker's thread.
     streams: Arc<AtomicUsize>,
+    /// Whether a stream was given the connection yet. The first puts the names of
+    /// Plexus's per-request headers in its HPACK table
+    /// ([`plexus_http::headers::seed_per_request_names`]); only the first: `h2` keeps
+    /// every value it was let index until the table is full, chained by name, and
+    /// walks the chain on each later request with that name.
+    used: Cell<bool>,
 }
 
 impl Open {
@@ -102,8 +108,8 @@ impl Drop for OpenStream {
 
 /// What [`Endpoint::next`] says to do.
 enum Next {
-    /// Open the stream on this connection.
-    Use(u64, Sender, OpenStream),
+    /// Open the stream on this connection; `true`: seed its HPACK table.
+    Use(u64, Sender, OpenStream, bool),
     /// Wait for the connection being made, then look again.
     Wait(Connecting),
     /// Make another connection, then look again.
@@ -123,7 +129,8 @@ impl Endpoint {
         let heard = &heard[..self.open.len().min(MAX_CONNECTIONS_PER_ENDPOINT)];
         let usable = |i: usize| {
             let o = &self.open[i];
-            Next::Use(o.id, o.sender.clone(), OpenStream::new(&o.streams))
+            let seed = !o.used.replace(true);
+            Next::Use(o.id, o.sender.clone(), OpenStream::new(&o.streams), seed)
         };
         if let Some(i) = with_room(heard) {
             return usable(i);
@@ -171,7 +178,7 @@ pub(super) async fn send(
     req: Box<Request<ProxyBody>>,
 ) -> Result<Response<ProxyBody>, SendError> {
     let addr = dial.addr;
-    let (mut sender, counted) = match ready_connection(dial).await {
+    let (mut sender, counted, seed) = match ready_connection(dial).await {
         Ok(ready) => ready,
         Err(error) => {
             return Err(SendError {
@@ -188,6 +195,9 @@ pub(super) async fn send(
         head.headers_mut()
             .entry(header::CONTENT_LENGTH)
             .or_insert_with(|| len.into());
+    }
+    if seed {
+        plexus_http::headers::seed_per_request_names(head.headers_mut());
     }
     let eos = body.is_end_stream();
     // Cannot fail for the connection's sake: `ready_connection` just saw it open, and
@@ -233,10 +243,10 @@ fn has_payload_semantics(method: &Method) -> bool {
     )
 }
 
-/// A connection to the endpoint ready for a new stream, with the stream counted on it:
-/// an open one with room, or one being made (by this request or another), or a new
-/// one (see [`Endpoint::next`]).
-async fn ready_connection(dial: &Dial<'_>) -> Result<(Sender, OpenStream), ProxyError> {
+/// A connection to the endpoint ready for a new stream, with the stream counted on it
+/// and whether it seeds the connection's HPACK table: an open one with room, or one
+/// being made (by this request or another), or a new one (see [`Endpoint::next`]).
+async fn ready_connection(dial: &Dial<'_>) -> Result<(Sender, OpenStream, bool), ProxyError> {
     let key = dial.key();
     // Connections found closed: after two, the endpoint is failing (the call is
     // requeued elsewhere); looks in all, in case connections keep ending as they come.
@@ -248,9 +258,9 @@ async fn ready_connection(dial: &Dial<'_>) -> Result<(Sender, OpenStream), Proxy
             None => Next::Connect,
         });
         match next {
-            Next::Use(id, mut sender, counted) => {
+            Next::Use(id, mut sender, counted, seed) => {
                 if poll_fn(|cx| sender.poll_ready(cx)).await.is_ok() {
-                    return Ok((sender, counted));
+                    return Ok((sender, counted, seed));
                 }
                 // It ended (its task forgets it soon); nothing was sent on it.
                 forget(&key, id);
@@ -322,6 +332,7 @@ async fn connect(target: Target, key: PoolKey) -> Result<(), ProxyError> {
                 id: *id,
                 sender: sender.clone(),
                 streams: Arc::default(),
+                used: Cell::new(false),
             });
         } else if endpoint.open.is_empty() {
             c.remove(&key);
