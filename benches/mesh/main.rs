@@ -148,6 +148,7 @@ fn main() -> ExitCode {
     }
     if !std::env::args().any(|a| a == "--bench") {
         load::self_check();
+        procs::self_check();
         h2load::self_check();
         report::self_check();
         setup::self_check();

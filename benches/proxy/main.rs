@@ -262,6 +262,7 @@ fn main() -> ExitCode {
     }
     if !std::env::args().any(|a| a == "--bench") {
         load::self_check();
+        procs::self_check();
         report::self_check();
         println!("proxy bench: parser checks passed; `cargo bench --bench proxy` measures");
         return ExitCode::SUCCESS;

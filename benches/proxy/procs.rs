@@ -245,7 +245,17 @@ pub(crate) fn build_plexus() -> anyhow::Result<PathBuf> {
 pub(crate) fn build_release(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
     eprintln!("building {bin} (cargo build --release -p {package} --bin {bin})");
-    let out = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    // Without the variables cargo set for this bench: some build scripts (ring's)
+    // track `CARGO_MANIFEST_DIR`, and a value here that a plain `cargo build` does not
+    // have would rebuild them, and everything above them, on every bench run and
+    // again on the next build by hand.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_this_crate) {
+            build.env_remove(&name);
+        }
+    }
+    let out = build
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["build", "--release", "-p", package, "--bin", bin])
         .arg("--message-format=json-render-diagnostics")
@@ -261,6 +271,51 @@ pub(crate) fn build_release(package: &str, bin: &str) -> anyhow::Result<PathBuf>
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .with_context(|| format!("cargo build did not report the {bin} executable"))
+}
+
+/// Whether cargo sets environment variable `name` for the crate it runs (the bench
+/// itself), as opposed to configuration of cargo's own (`CARGO`, `CARGO_HOME`,
+/// `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...), which a nested build must keep.
+fn set_by_cargo_for_this_crate(name: &str) -> bool {
+    matches!(
+        name,
+        "CARGO_MANIFEST_DIR"
+            | "CARGO_MANIFEST_PATH"
+            | "CARGO_MANIFEST_LINKS"
+            | "CARGO_CRATE_NAME"
+            | "CARGO_PRIMARY_PACKAGE"
+            | "CARGO_TARGET_TMPDIR"
+            | "CARGO_RUSTC_CURRENT_DIR"
+    ) || name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_BIN_EXE_")
+}
+
+/// Checks [`set_by_cargo_for_this_crate`] (run by `cargo test --benches`).
+pub(crate) fn self_check() {
+    for name in [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_PKG_NAME",
+        "CARGO_PKG_VERSION_MAJOR",
+        "CARGO_CRATE_NAME",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_BIN_EXE_plexus",
+    ] {
+        assert!(
+            set_by_cargo_for_this_crate(name),
+            "{name} is the bench's own"
+        );
+    }
+    for name in [
+        "CARGO",
+        "CARGO_HOME",
+        "CARGO_TARGET_DIR",
+        "CARGO_PROFILE_RELEASE_LTO",
+        "CARGO_BUILD_JOBS",
+        "CARGO_INCREMENTAL",
+        "PATH",
+    ] {
+        assert!(!set_by_cargo_for_this_crate(name), "{name} is kept");
+    }
 }
 
 /// A free port on 127.0.0.1 (bound and released; nothing else here takes ports).
