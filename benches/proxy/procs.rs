@@ -273,9 +273,12 @@ pub(crate) fn build_release(package: &str, bin: &str) -> anyhow::Result<PathBuf>
         .with_context(|| format!("cargo build did not report the {bin} executable"))
 }
 
-/// Whether cargo sets environment variable `name` for the crate it runs (the bench
+/// Whether environment variable `name` is one cargo sets for a crate (the bench
 /// itself), as opposed to configuration of cargo's own (`CARGO`, `CARGO_HOME`,
-/// `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...), which a nested build must keep.
+/// `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...), which a nested build must keep. A
+/// running bench was seen to have `CARGO_MANIFEST_DIR`, `CARGO_MANIFEST_PATH`,
+/// `CARGO_PKG_*` and `CARGO_BIN_EXE_*`; the others are the rest of cargo's list for
+/// crates, dropped too in case a cargo version passes them on.
 fn set_by_cargo_for_this_crate(name: &str) -> bool {
     matches!(
         name,
