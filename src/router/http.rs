@@ -462,11 +462,21 @@ pub async fn handle(
 }
 
 /// Reads and removes the dtab headers: `l5d-ctx-dtab` values then `l5d-dtab` values.
+/// Most requests carry neither: then nothing is removed (a removal looks the name up).
 fn take_local_dtab(headers: &mut http::HeaderMap) -> Result<Dtab, ProxyError> {
-    let local = naming::local_dtab(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
-        .map_err(|e| ProxyError::new(ErrorKind::BadRequest, e.to_string()))?;
-    headers.remove(name::L5D_CTX_DTAB);
-    headers.remove(name::L5D_DTAB);
+    let mut found = false;
+    let local = naming::local_dtab(
+        headers
+            .iter()
+            .filter(|&(n, _)| *n == name::L5D_CTX_DTAB || *n == name::L5D_DTAB)
+            .inspect(|_| found = true)
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    )
+    .map_err(|e| ProxyError::new(ErrorKind::BadRequest, e.to_string()))?;
+    if found {
+        headers.remove(name::L5D_CTX_DTAB);
+        headers.remove(name::L5D_DTAB);
+    }
     Ok(local)
 }
 
@@ -516,14 +526,12 @@ async fn route(
     let service = worker.service(&dst);
     obs.service(&service.dst_header);
     // The request's deadline: the strictest of the one it carries and the total timeout.
-    let inbound = deadline::parse(
-        parts
-            .headers
-            .get_all(name::L5D_CTX_DEADLINE)
-            .iter()
-            .map(|v| v.as_bytes()),
-    );
-    parts.headers.remove(name::L5D_CTX_DEADLINE);
+    let carried = parts.headers.get_all(name::L5D_CTX_DEADLINE);
+    let present = carried.iter().next().is_some();
+    let inbound = deadline::parse(carried.iter().map(|v| v.as_bytes()));
+    if present {
+        parts.headers.remove(name::L5D_CTX_DEADLINE);
+    }
     let now = SystemTime::now();
     let deadline = Deadline::effective(inbound, now, service.policy.total_timeout);
     let inflight = service.stats.start();

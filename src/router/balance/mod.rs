@@ -46,7 +46,6 @@ mod round_robin;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -202,7 +201,8 @@ pub struct Balancer {
     kind: Kind,
     max_effort: usize,
     endpoints: Vec<Endpoint>,
-    by_addr: HashMap<SocketAddr, usize>,
+    /// Looked up on every answer: foldhash (randomly seeded), not SipHash.
+    by_addr: foldhash::HashMap<SocketAddr, usize>,
     /// The next endpoint incarnation.
     next_id: u64,
     /// Requests in flight on the current endpoints.
@@ -228,7 +228,7 @@ impl Balancer {
             kind: config.kind,
             max_effort: config.max_effort,
             endpoints: Vec::new(),
-            by_addr: HashMap::new(),
+            by_addr: foldhash::HashMap::default(),
             next_id: 1,
             in_flight: 0,
             kind_state: strategy,
@@ -268,7 +268,8 @@ impl Balancer {
     pub fn set_endpoints(&mut self, endpoints: &[(SocketAddr, f64)], now: Instant) {
         let mut next: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
         let mut previous: Vec<Option<usize>> = Vec::with_capacity(endpoints.len());
-        let mut by_addr = HashMap::with_capacity(endpoints.len());
+        let mut by_addr =
+            foldhash::HashMap::with_capacity_and_hasher(endpoints.len(), Default::default());
         for &(addr, weight) in endpoints {
             let weight = if weight.is_finite() {
                 weight.clamp(0.0, MAX_WEIGHT)

@@ -21,7 +21,6 @@
 //! which the server shares).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -168,7 +167,9 @@ fn with_room(heard: &[(usize, usize)]) -> Option<usize> {
 }
 
 thread_local! {
-    static CONNECTIONS: RefCell<HashMap<PoolKey, Endpoint>> = RefCell::new(HashMap::new());
+    // Looked up on every request: foldhash (randomly seeded), not SipHash.
+    static CONNECTIONS: RefCell<foldhash::HashMap<PoolKey, Endpoint>> =
+        RefCell::new(foldhash::HashMap::default());
     static NEXT_ID: Cell<u64> = const { Cell::new(0) };
 }
 

@@ -10,7 +10,6 @@
 //! [`http2`]).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -46,7 +45,9 @@ type Sender = SendRequest<ProxyBody>;
 type PoolKey = (SocketAddr, Option<Arc<str>>);
 
 thread_local! {
-    static POOL: RefCell<HashMap<PoolKey, Vec<Sender>>> = RefCell::new(HashMap::new());
+    // Looked up on every request: foldhash (randomly seeded), not SipHash.
+    static POOL: RefCell<foldhash::HashMap<PoolKey, Vec<Sender>>> =
+        RefCell::new(foldhash::HashMap::default());
 }
 
 /// How to reach one endpoint: its address, the router's protocol, whether HTTP/1.1 may
