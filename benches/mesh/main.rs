@@ -28,6 +28,7 @@ mod measure;
 mod procs;
 
 mod connect;
+mod forward;
 mod grpc;
 mod h2load;
 mod report;
@@ -144,6 +145,7 @@ fn main() -> ExitCode {
         Ok("backend") => return backend::backend_main(),
         Ok("connect") => return connect::connect_main(),
         Ok("thrift-load") => return thrift::thrift_main(),
+        Ok("h2-forward") => return forward::forward_main(),
         _ => {}
     }
     if !std::env::args().any(|a| a == "--bench") {

@@ -3,7 +3,9 @@
 //!
 //! - `grpc`: gRPC unary calls (h2load) straight to the helloworld World server and
 //!   through one Plexus h2 router, with Plexus and the server sharing a core, and with
-//!   Plexus on a core of its own, and through nghttpx (a bare HTTP/2 proxy) for reference.
+//!   Plexus on a core of its own; for reference, through nghttpx (a bare HTTP/2 proxy
+//!   in C) and the bench's own bare forwarder on `h2`, with and without Linkerd's
+//!   headers ([`crate::forward`]).
 //! - `mesh`: HTTP/1.1 (wrk) through the two-hop path of the per-host mesh (outgoing
 //!   router on 127.0.1.1, incoming router on 127.0.2.1, then the backend), with the
 //!   hop in HTTP/1.1, upgraded to HTTP/2 (`peerUpgrades: [h2]`), in TLS, and both.
@@ -19,11 +21,11 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::connect::ConnectSpec;
-use crate::grpc;
 use crate::procs::{self, BackendKind, Proc};
 use crate::rounds::{Counted, Load, Target, run_rounds};
 use crate::setup::{self, CERT_NAME, Certs, Ready};
 use crate::{LOAD_CPU, SERVER_CPU, Settings};
+use crate::{forward, grpc};
 
 /// A measured section: its targets with their samples, and what the report says
 /// about how it was measured and what was found.
@@ -186,6 +188,34 @@ pub(crate) fn grpc(ctx: &Ctx<'_>, helloworld: &Path) -> anyhow::Result<Section> 
         reference.procs.push(proxy);
         targets.push(reference);
         addrs.push(addr);
+        // References too: what the h2 crate allows, bare and with Linkerd's headers.
+        for (variant, slug_variant, headers) in [
+            ("h2 forwarder", "forward", false),
+            ("h2 forwarder + l5d headers", "forward-l5d", true),
+        ] {
+            let addr = free_addr("127.0.0.1")?;
+            let proxy = forward::start(
+                &format!("{slug_variant}-{slug}"),
+                addr,
+                world_addr,
+                headers,
+                s.server_cpu(),
+                &dir,
+            )?;
+            let mut reference = Target::new(
+                format!("{variant} ({label})"),
+                h2(addr),
+                vec![
+                    counted("forwarder", &proxy, false),
+                    counted("server", &world, false),
+                ],
+                &dir,
+            )?;
+            reference.reference = Some(direct_index);
+            reference.procs.push(proxy);
+            targets.push(reference);
+            addrs.push(addr);
+        }
         servers.push(world);
     }
     measure(ctx, "grpc", &mut targets)?;
