@@ -3,7 +3,9 @@
 //! `PLEXUS_BENCH_ROLE=h2-forward`. It does what every HTTP/2 proxy must and nothing
 //! else: it takes streams from its clients on one tokio thread, sends each on one
 //! shared connection to the server, and relays bodies, trailers and resets back. No
-//! naming, routing, metrics, retries or requeues.
+//! naming, routing, metrics, retries or requeues. It relays a request's body before it
+//! waits for the answer: enough for the unary calls the bench sends, not for
+//! bidirectional streams.
 //!
 //! With `PLEXUS_BENCH_FORWARD_HEADERS=1` it also writes the headers Linkerd's semantics
 //! put on every proxied call, as Plexus writes them: `l5d-dst-service`,

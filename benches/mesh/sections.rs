@@ -166,47 +166,31 @@ pub(crate) fn grpc(ctx: &Ctx<'_>, helloworld: &Path) -> anyhow::Result<Section> 
             targets.push(through);
             addrs.push(addr);
         }
-        // A reference, not a goal: what a bare HTTP/2 proxy in C reaches in the layout.
-        let addr = free_addr("127.0.0.1")?;
-        let proxy = setup::start_nghttpx(
-            &format!("nghttpx-{slug}"),
-            addr,
-            world_addr,
-            s.server_cpu(),
-            &dir,
-        )?;
-        let mut reference = Target::new(
-            format!("nghttpx h2 ({label})"),
-            h2(addr),
-            vec![
-                counted("nghttpx", &proxy, false),
-                counted("server", &world, false),
-            ],
-            &dir,
-        )?;
-        reference.reference = Some(direct_index);
-        reference.procs.push(proxy);
-        targets.push(reference);
-        addrs.push(addr);
-        // References too: what the h2 crate allows, bare and with Linkerd's headers.
-        for (variant, slug_variant, headers) in [
-            ("h2 forwarder", "forward", false),
-            ("h2 forwarder + l5d headers", "forward-l5d", true),
+        // References, not goals: what a bare HTTP/2 proxy in C reaches in the layout,
+        // and the bench's bare forwarder on `h2`, plain and with Linkerd's headers.
+        for (name, role, file, headers) in [
+            ("nghttpx h2", "nghttpx", "nghttpx", None),
+            ("h2 forwarder", "forwarder", "forward", Some(false)),
+            (
+                "h2 forwarder + l5d headers",
+                "forwarder",
+                "forward-l5d",
+                Some(true),
+            ),
         ] {
             let addr = free_addr("127.0.0.1")?;
-            let proxy = forward::start(
-                &format!("{slug_variant}-{slug}"),
-                addr,
-                world_addr,
-                headers,
-                s.server_cpu(),
-                &dir,
-            )?;
+            let file = format!("{file}-{slug}");
+            let proxy = match headers {
+                None => setup::start_nghttpx(&file, addr, world_addr, s.server_cpu(), &dir)?,
+                Some(headers) => {
+                    forward::start(&file, addr, world_addr, headers, s.server_cpu(), &dir)?
+                }
+            };
             let mut reference = Target::new(
-                format!("{variant} ({label})"),
+                format!("{name} ({label})"),
                 h2(addr),
                 vec![
-                    counted("forwarder", &proxy, false),
+                    counted(role, &proxy, false),
                     counted("server", &world, false),
                 ],
                 &dir,
