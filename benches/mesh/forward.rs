@@ -227,12 +227,17 @@ struct Connection {
 /// The one connection to the server, dialled again when it fails.
 struct Upstream {
     server: SocketAddr,
+    /// Whether to write Linkerd's headers.
     headers: bool,
+    /// The connection streams go on; `None` before the first dial and after a failure.
     current: RefCell<Option<Connection>>,
     /// Connections dialled so far.
     dials: Cell<u64>,
+    /// A dial is under way: other streams wait for it rather than dial too.
     dialing: Cell<bool>,
+    /// Wakes the streams waiting for a dial.
     dialled: Notify,
+    /// The last `l5d-reqid`, the state of its generator.
     reqid: Cell<u64>,
 }
 

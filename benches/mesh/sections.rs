@@ -24,8 +24,7 @@ use crate::connect::ConnectSpec;
 use crate::procs::{self, BackendKind, Proc};
 use crate::rounds::{Counted, Load, Target, run_rounds};
 use crate::setup::{self, CERT_NAME, Certs, Ready};
-use crate::{LOAD_CPU, SERVER_CPU, Settings};
-use crate::{forward, grpc};
+use crate::{LOAD_CPU, SERVER_CPU, Settings, forward, grpc};
 
 /// A measured section: its targets with their samples, and what the report says
 /// about how it was measured and what was found.
