@@ -133,7 +133,7 @@ async fn stream(
         return;
     };
     if upstream.headers {
-        add_request_headers(&mut parts.headers, &upstream.reqid, first);
+        add_request_headers(&mut parts.headers, first);
     }
     let eos = body.is_end_stream();
     let Ok((answer, send)) = sender.send_request(http::Request::from_parts(parts, ()), eos) else {
@@ -150,10 +150,9 @@ async fn stream(
     let (mut parts, body) = rsp.into_parts();
     if upstream.headers {
         h::append_via(&mut parts.headers);
-        parts.headers.insert(
-            HeaderName::from_static(h::L5D_SUCCESS_CLASS),
-            HeaderValue::from_static("1.0"),
-        );
+        parts
+            .headers
+            .insert(L5D_SUCCESS_CLASS, HeaderValue::from_static("1.0"));
     }
     let eos = body.is_end_stream();
     if let Ok(send) = respond.send_response(http::Response::from_parts(parts, ()), eos)
@@ -163,25 +162,26 @@ async fn stream(
     }
 }
 
-/// Linkerd's request headers, written as Plexus writes them.
-fn add_request_headers(headers: &mut http::HeaderMap, reqid: &Cell<u64>, first: bool) {
+/// The names written on every call, built once (a name made at run time is checked
+/// each time), as Plexus's router has them.
+const L5D_DST_SERVICE: HeaderName = HeaderName::from_static(h::L5D_DST_SERVICE);
+const L5D_DST_CLIENT: HeaderName = HeaderName::from_static(h::L5D_DST_CLIENT);
+const L5D_REQID: HeaderName = HeaderName::from_static(h::L5D_REQID);
+const L5D_SUCCESS_CLASS: HeaderName = HeaderName::from_static(h::L5D_SUCCESS_CLASS);
+
+/// Linkerd's request headers, written as Plexus writes them (its request id too).
+fn add_request_headers(headers: &mut http::HeaderMap, first: bool) {
     headers.reserve(4);
     headers.insert(
-        HeaderName::from_static(h::L5D_DST_SERVICE),
+        L5D_DST_SERVICE,
         HeaderValue::from_static("/svc/helloworld.World"),
     );
     headers.insert(
-        HeaderName::from_static(h::L5D_DST_CLIENT),
+        L5D_DST_CLIENT,
         HeaderValue::from_static("/#/io.l5d.fs/helloworld.World"),
     );
-    // xorshift64: a fresh 16-hex-digit id per call, as Plexus's are.
-    let mut x = reqid.get();
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    reqid.set(x);
-    if let Ok(v) = HeaderValue::from_str(&format!("{x:016x}")) {
-        headers.insert(HeaderName::from_static(h::L5D_REQID), h::per_request(v));
+    if let Ok(v) = HeaderValue::from_bytes(&plexus::router::choose::random_hex()) {
+        headers.insert(L5D_REQID, h::per_request(v));
     }
     h::append_via(headers);
     if first {
@@ -237,8 +237,6 @@ struct Upstream {
     dialing: Cell<bool>,
     /// Wakes the streams waiting for a dial.
     dialled: Notify,
-    /// The last `l5d-reqid`, the state of its generator.
-    reqid: Cell<u64>,
 }
 
 impl Upstream {
@@ -250,7 +248,6 @@ impl Upstream {
             dials: Cell::new(0),
             dialing: Cell::new(false),
             dialled: Notify::new(),
-            reqid: Cell::new(0x9e37_79b9_7f4a_7c15),
         }
     }
 

@@ -107,8 +107,16 @@ impl Drop for OpenStream {
 
 /// What [`Endpoint::next`] says to do.
 enum Next {
-    /// Open the stream on this connection; `true`: seed its HPACK table.
-    Use(u64, Sender, OpenStream, bool),
+    /// Open the stream on this connection.
+    Use {
+        /// The connection's id.
+        id: u64,
+        sender: Sender,
+        /// The stream, counted on the connection.
+        counted: OpenStream,
+        /// The connection's first stream: it seeds the HPACK table.
+        seed: bool,
+    },
     /// Wait for the connection being made, then look again.
     Wait(Connecting),
     /// Make another connection, then look again.
@@ -128,8 +136,12 @@ impl Endpoint {
         let heard = &heard[..self.open.len().min(MAX_CONNECTIONS_PER_ENDPOINT)];
         let usable = |i: usize| {
             let o = &self.open[i];
-            let seed = !o.used.replace(true);
-            Next::Use(o.id, o.sender.clone(), OpenStream::new(&o.streams), seed)
+            Next::Use {
+                id: o.id,
+                sender: o.sender.clone(),
+                counted: OpenStream::new(&o.streams),
+                seed: !o.used.replace(true),
+            }
         };
         if let Some(i) = with_room(heard) {
             return usable(i);
@@ -259,7 +271,12 @@ async fn ready_connection(dial: &Dial<'_>) -> Result<(Sender, OpenStream, bool),
             None => Next::Connect,
         });
         match next {
-            Next::Use(id, mut sender, counted, seed) => {
+            Next::Use {
+                id,
+                mut sender,
+                counted,
+                seed,
+            } => {
                 if poll_fn(|cx| sender.poll_ready(cx)).await.is_ok() {
                     return Ok((sender, counted, seed));
                 }
