@@ -105,22 +105,20 @@ pub struct ClientEntry {
 }
 
 impl ClientEntry {
-    /// Starts the client stack for one request: brings the endpoints up to date and
-    /// gives the request its requeue state (its share of the requeue budget).
-    pub(super) fn begin(&self, addr: &Addr) -> RetryState {
-        let now = Instant::now();
+    /// Starts the client stack for one request at `now`: brings the endpoints up to
+    /// date and gives the request its requeue state (its share of the requeue budget).
+    pub(super) fn begin(&self, addr: &Addr, now: Instant) -> RetryState {
         self.sync(addr, now);
         let limit = requeue_limit(self.requeue_budget.borrow().balance(now));
         self.requeue_budget.borrow_mut().deposit(now);
         RetryState::new(BackoffConfig::default(), limit)
     }
 
-    /// Picks an endpoint for one attempt with the client's balancer, avoiding ejected
-    /// endpoints (an ejected one whose probe is open makes this attempt the probe); the
-    /// attempt counts as outstanding until [`Outstanding::end`]. `None`: nothing can
-    /// take it.
-    pub(super) fn pick(&self) -> Option<(SocketAddr, Outstanding<'_>)> {
-        let now = Instant::now();
+    /// Picks an endpoint for one attempt starting at `now` with the client's balancer,
+    /// avoiding ejected endpoints (an ejected one whose probe is open makes this attempt
+    /// the probe); the attempt counts as outstanding until [`Outstanding::end`]. `None`:
+    /// nothing can take it.
+    pub(super) fn pick(&self, now: Instant) -> Option<(SocketAddr, Outstanding<'_>)> {
         let ejected = self.route.shared.ejected.load();
         let endpoint = self
             .balancer
@@ -247,9 +245,9 @@ impl Worker {
             .clone()
     }
 
-    /// This worker's entry for service `name`, made again when unused for the idle TTL.
-    pub(super) fn service(&self, name: &Path) -> Rc<ServiceEntry> {
-        let now = Instant::now();
+    /// This worker's entry for service `name`, used `now`; made again when unused for
+    /// the idle TTL.
+    pub(super) fn service(&self, name: &Path, now: Instant) -> Rc<ServiceEntry> {
         if let Some(e) = self.services.borrow().get(name)
             && now.saturating_duration_since(e.used.get()) <= self.router.idle_ttl
         {
@@ -287,9 +285,9 @@ impl Worker {
         entry
     }
 
-    /// This worker's entry for client `id`, made again when unused for the idle TTL.
-    pub(super) fn client(&self, id: &Path) -> Rc<ClientEntry> {
-        let now = Instant::now();
+    /// This worker's entry for client `id`, used `now`; made again when unused for the
+    /// idle TTL.
+    pub(super) fn client(&self, id: &Path, now: Instant) -> Rc<ClientEntry> {
         if let Some(c) = self.clients.borrow().get(id)
             && now.saturating_duration_since(c.used.get()) <= self.router.idle_ttl
         {
@@ -402,7 +400,11 @@ pub async fn handle(
     mut req: Box<Request<RequestBody>>,
 ) -> Response<ProxyBody> {
     let router = &worker.router;
-    let inflight = stats.start();
+    // The clock is read once as the request starts, for every scope it enters and every
+    // phase up to its first attempt, and once as the answer comes (see `forward`): each
+    // reading costs about as much as a header lookup, and a call made a dozen of them.
+    let started = Instant::now();
+    let inflight = stats.start_at(started);
     // A Plexus peer offering to upgrade: HTTP/1.1 routers also take HTTP/2 on this
     // port, so say yes (edges, which clear context, never advertise).
     let offered = req.headers_mut().remove(h::L5D_PEER_UPGRADE).is_some()
@@ -422,7 +424,7 @@ pub async fn handle(
         conn.local,
         &mut req,
     );
-    let (mut rsp, failure) = match route(&worker, &server, &conn, &obs, req).await {
+    let (mut rsp, failure) = match route(&worker, &server, &conn, &obs, started, req).await {
         Ok(rsp) => {
             obs.finish(rsp.status().as_u16(), None);
             (rsp, None)
@@ -485,6 +487,7 @@ async fn route(
     server: &ServerSpec,
     conn: &ConnInfo,
     obs: &Observation<'_>,
+    started: Instant,
     req: Box<Request<RequestBody>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let router = &worker.router;
@@ -523,7 +526,7 @@ async fn route(
         parts.uri = uri;
     }
 
-    let service = worker.service(&dst);
+    let service = worker.service(&dst, started);
     obs.service(&service.dst_header);
     // The request's deadline: the strictest of the one it carries and the total timeout.
     let carried = parts.headers.get_all(name::L5D_CTX_DEADLINE);
@@ -532,10 +535,17 @@ async fn route(
     if present {
         parts.headers.remove(name::L5D_CTX_DEADLINE);
     }
-    let now = SystemTime::now();
-    let deadline = Deadline::effective(inbound, now, service.policy.total_timeout);
-    let inflight = service.stats.start();
-    let answer = match deadline.map(|d| d.remaining(now)) {
+    // The wall clock is read only for a request that has a deadline.
+    let (deadline, remaining) = match (inbound, service.policy.total_timeout) {
+        (None, None) => (None, None),
+        (inbound, total) => {
+            let now = SystemTime::now();
+            let deadline = Deadline::effective(inbound, now, total);
+            (deadline, deadline.map(|d| d.remaining(now)))
+        }
+    };
+    let inflight = service.stats.start_at(started);
+    let answer = match remaining {
         Some(None) => Err(ProxyError::new(
             ErrorKind::Timeout,
             format!("the deadline of the request to {dst} has passed"),
@@ -546,7 +556,8 @@ async fn route(
             // when it is made; this keeps the request's outer futures small.
             let attempt = super::boxed(|| {
                 dispatch(
-                    worker, server, conn, obs, &service, &dst, &local, deadline, parts, body,
+                    worker, server, conn, obs, &service, &dst, &local, deadline, started, parts,
+                    body,
                 )
             });
             match remaining.flatten() {
@@ -564,9 +575,12 @@ async fn route(
             }
         }
     };
+    let at = answer
+        .as_ref()
+        .map_or_else(|_| Instant::now(), |a| a.answered);
     service
         .budget_balance
-        .set(service.budget.borrow().balance(Instant::now()) as f64);
+        .set(service.budget.borrow().balance(at) as f64);
     service_finish(inflight, service.policy.classifier, answer)
 }
 
@@ -581,17 +595,23 @@ fn service_finish(
         Ok(Answer {
             rsp,
             at_end: Some(client),
+            answered,
             ..
         }) => {
             let judge = AtEnd {
                 classifier,
-                service: inflight.defer(rsp.status().as_u16()),
+                service: inflight.defer(rsp.status().as_u16(), answered),
                 client,
             };
             Ok(rsp.map(|body| OnEnd::new(body, move |end| judge.settle(end)).boxed_unsync()))
         }
-        Ok(Answer { rsp, class, .. }) => {
-            inflight.finish_classified(rsp.status().as_u16(), class.is_success());
+        Ok(Answer {
+            rsp,
+            class,
+            answered,
+            ..
+        }) => {
+            inflight.finish_classified(rsp.status().as_u16(), class.is_success(), answered);
             Ok(rsp)
         }
         Err(e) => {
@@ -601,12 +621,14 @@ fn service_finish(
     }
 }
 
-/// A response as the service stack answers it: its class, judged on its head, and
-/// what is left to count when its stream ends if its classifier must see that end.
+/// A response as the service stack answers it: its class, judged on its head, what is
+/// left to count when its stream ends if its classifier must see that end, and when its
+/// head arrived.
 struct Answer {
     rsp: Response<ProxyBody>,
     class: retry::ResponseClass,
     at_end: Option<ClientEnd>,
+    answered: Instant,
 }
 
 /// The failure kind of a stream the endpoint failed after its head (as an
@@ -694,28 +716,28 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Binds the name, waiting (within the binding timeout) while discovery is pending.
+/// Binds the name (asked `now`), waiting (within the binding timeout) while discovery
+/// is pending.
 pub(super) async fn bind(
     worker: &Worker,
     local: &Dtab,
     dst: &Path,
+    mut now: Instant,
 ) -> Result<Rc<NameTree<Bound>>, ProxyError> {
     let router = &worker.router;
-    let deadline = Instant::now() + router.binding_timeout;
+    let deadline = now + router.binding_timeout;
     loop {
-        let result = worker
-            .bindings
-            .borrow_mut()
-            .bind(router, local, dst, Instant::now());
+        let result = worker.bindings.borrow_mut().bind(router, local, dst, now);
         match result {
             Err(e) if e.kind == ErrorKind::Pending => {
-                if Instant::now() >= deadline {
+                if now >= deadline {
                     return Err(ProxyError::new(
                         ErrorKind::Timeout,
                         format!("binding {dst} timed out: {e}"),
                     ));
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
+                now = Instant::now();
             }
             other => return other,
         }
@@ -734,11 +756,12 @@ async fn dispatch(
     dst: &Path,
     local: &Dtab,
     deadline: Option<Deadline>,
+    started: Instant,
     mut parts: http::request::Parts,
     body: RequestBody,
 ) -> Result<Answer, ProxyError> {
     let router = &worker.router;
-    let tree = bind(worker, local, dst).await?;
+    let tree = bind(worker, local, dst, started).await?;
     let none = || no_hosts(dst, &router.base_dtab, local);
     let bound = choose::leaf(&tree, none)?;
 
@@ -777,7 +800,7 @@ async fn dispatch(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     parts.headers.remove(header::EXPECT);
-    let client = worker.client(&bound.id);
+    let client = worker.client(&bound.id, started);
     obs.client(&client.id_header);
     set_dst_headers(
         &mut parts.headers,
@@ -847,9 +870,12 @@ async fn dispatch(
     };
 
     let mut state = RetryState::new(service.policy.backoff, 0);
-    service.budget.borrow_mut().deposit(Instant::now());
+    service.budget.borrow_mut().deposit(started);
     let mut replay = replay;
     let mut kept_head = Some(parts);
+    // When the next attempt starts: the request's start for the first, the clock after
+    // a retry's wait for the others.
+    let mut attempt_at = started;
     let result = loop {
         let Some(body) = replay.next() else {
             break Err(ProxyError::new(
@@ -884,6 +910,7 @@ async fn dispatch(
             obs,
             &client,
             &bound.addr,
+            attempt_at,
             attempt,
             &mut again,
             none,
@@ -906,7 +933,7 @@ async fn dispatch(
         // Known only now for a body kept while it streamed: whether all of it was kept.
         let replayable = replay.replayable();
         let class = match &result {
-            Ok((rsp, _)) => classify(rsp, replayable),
+            Ok((rsp, ..)) => classify(rsp, replayable),
             Err(e) => classifier.classify(&Exchange {
                 method: &method,
                 outcome: RetryOutcome::Error(attempt_error(e)),
@@ -916,12 +943,16 @@ async fn dispatch(
             }),
         };
         let time_left = deadline.map(|d| d.time_left(SystemTime::now()));
+        let now = match &result {
+            Ok((.., answered)) => *answered,
+            Err(_) => Instant::now(),
+        };
         let decision = state.retry(
             class,
             replayable,
             time_left,
             &mut service.budget.borrow_mut(),
-            Instant::now(),
+            now,
             choose::uniform(),
         );
         match decision {
@@ -929,8 +960,10 @@ async fn dispatch(
                 service.retries_total.increment(1);
                 tracing::debug!(service = %dst, ?after, "retrying a failed request");
                 drop(result);
+                attempt_at = now;
                 if !after.is_zero() {
                     tokio::time::sleep(after).await;
+                    attempt_at = Instant::now();
                 }
             }
             Decision::GiveUp {
@@ -945,7 +978,7 @@ async fn dispatch(
     service
         .retries_per_request
         .record(f64::from(state.retries()));
-    let ((mut rsp, at_end), class) = result?;
+    let ((mut rsp, at_end, answered), class) = result?;
 
     let switching = rsp.status() == StatusCode::SWITCHING_PROTOCOLS;
     h::strip_hop_by_hop(
@@ -968,7 +1001,12 @@ async fn dispatch(
         name::L5D_SUCCESS_CLASS,
         HeaderValue::from_static(retry::classify::success_class_header(class)),
     );
-    Ok(Answer { rsp, class, at_end })
+    Ok(Answer {
+        rsp,
+        class,
+        at_end,
+        answered,
+    })
 }
 
 /// What a response's head says about its attempt.
@@ -1191,24 +1229,26 @@ impl http_body::Body for Tee {
 /// report the outcome to the balancer and the circuit breaker, and requeue a request
 /// that an endpoint did not act on while the requeue budget allows. A request that never
 /// left comes back whole; one an endpoint refused was spent, and `again` makes another
-/// copy of it (`None`: it cannot, as its body was not all kept).
+/// copy of it (`None`: it cannot, as its body was not all kept). The attempt starts at
+/// `now`; the response comes back with the moment its head arrived.
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     worker: &Worker,
     obs: &Observation<'_>,
     client: &ClientEntry,
     addr: &Addr,
+    mut now: Instant,
     mut req: Box<Request<ProxyBody>>,
     again: &mut dyn FnMut() -> Option<Box<Request<ProxyBody>>>,
     no_hosts: impl Fn() -> ProxyError,
     judge: &dyn Fn(&Response<ProxyBody>) -> Verdict,
-) -> Result<(Response<ProxyBody>, Option<ClientEnd>), ProxyError> {
-    let mut state = client.begin(addr);
+) -> Result<(Response<ProxyBody>, Option<ClientEnd>, Instant), ProxyError> {
+    let mut state = client.begin(addr, now);
     loop {
-        let Some((endpoint, pending)) = client.pick() else {
+        let Some((endpoint, pending)) = client.pick(now) else {
             return Err(no_hosts());
         };
-        let inflight = client.stats.start();
+        let inflight = client.stats.start_at(now);
         let attempt = obs.attempt(endpoint, req.headers_mut());
         let dial = client::Dial {
             addr: endpoint,
@@ -1236,6 +1276,7 @@ async fn forward(
         };
         match sent {
             Ok(rsp) => {
+                let answered = Instant::now();
                 let status = rsp.status().as_u16();
                 let verdict = judge(&rsp);
                 let success = verdict != Verdict::Now(false);
@@ -1244,23 +1285,24 @@ async fn forward(
                 } else {
                     BalanceOutcome::FAILURE
                 };
-                pending.end(outcome);
+                pending.end(outcome, answered);
                 attempt.finish(AttemptOutcome::Response { status, success });
                 if verdict == Verdict::AtEnd {
                     let at_end = ClientEnd {
-                        stats: inflight.defer(status),
+                        stats: inflight.defer(status, answered),
                         route: client.route.clone(),
                         endpoint,
                         seen: client.seen(endpoint),
                     };
-                    return Ok((rsp, Some(at_end)));
+                    return Ok((rsp, Some(at_end), answered));
                 }
                 client.outcome(endpoint, success);
-                inflight.finish_classified(status, success);
-                return Ok((rsp, None));
+                inflight.finish_classified(status, success, answered);
+                return Ok((rsp, None, answered));
             }
             Err(SendError { error, unsent }) => {
-                pending.end(BalanceOutcome::FAILURE);
+                now = Instant::now();
+                pending.end(BalanceOutcome::FAILURE, now);
                 client.outcome(endpoint, false);
                 inflight.finish(None, Some(error.metric_label()));
                 attempt.finish(AttemptOutcome::Failed(&error));
@@ -1289,12 +1331,10 @@ pub(super) struct Outstanding<'a> {
 }
 
 impl Outstanding<'_> {
-    pub(super) fn end(mut self, outcome: BalanceOutcome) {
+    /// The attempt ended at `now` with `outcome`.
+    pub(super) fn end(mut self, outcome: BalanceOutcome, now: Instant) {
         if let Some(p) = self.pending.take() {
-            self.client
-                .balancer
-                .borrow_mut()
-                .end(p, Instant::now(), outcome);
+            self.client.balancer.borrow_mut().end(p, now, outcome);
         }
     }
 }

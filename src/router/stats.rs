@@ -191,9 +191,14 @@ impl ScopeStats {
     /// A request started: counted now, and finished (or, if its future is dropped
     /// because the client went away, counted as cancelled) through the guard.
     pub fn start(&self) -> InFlight<'_> {
+        self.start_at(Instant::now())
+    }
+
+    /// A request started at `now` (read by the caller, who shares one reading between
+    /// the scopes a request enters at once); see [`ScopeStats::start`].
+    pub fn start_at(&self, now: Instant) -> InFlight<'_> {
         self.requests.increment(1);
         self.ends.pending.increment(1.0);
-        let now = Instant::now();
         if let Some((last, origin)) = &self.last_used {
             last.store(
                 now.saturating_duration_since(*origin).as_millis() as u64,
@@ -209,19 +214,18 @@ impl ScopeStats {
 
     fn end(
         &self,
-        started: Instant,
+        latency: Duration,
         status: Option<u16>,
         success: bool,
         failure: Option<&'static str>,
     ) {
-        self.answered(started, status);
+        self.answered(latency, status);
         self.ends.end(success, failure);
     }
 
-    /// The latency and status of a request answered (or failed) now.
-    fn answered(&self, started: Instant, status: Option<u16>) {
-        self.latency
-            .record(started.elapsed().as_secs_f64() * 1000.0);
+    /// The latency and status of a request answered (or failed).
+    fn answered(&self, latency: Duration, status: Option<u16>) {
+        self.latency.record(latency.as_secs_f64() * 1000.0);
         if let Some(code) = status {
             let mut by_status = self.by_status.borrow_mut();
             let i = match by_status.iter().position(|(c, ..)| *c == code) {
@@ -254,29 +258,31 @@ impl InFlight<'_> {
     pub fn finish(mut self, status: Option<u16>, failure: Option<&'static str>) {
         self.done = true;
         let success = failure.is_none() && status.is_some_and(|s| s < 500);
-        self.stats.end(self.started, status, success, failure);
+        self.stats
+            .end(self.started.elapsed(), status, success, failure);
     }
 
     /// Ends without a status (Thrift): a success, or a failure of kind `failure`.
     pub fn finish_outcome(mut self, success: bool, failure: Option<&'static str>) {
         self.done = true;
-        self.stats.end(self.started, None, success, failure);
+        self.stats
+            .end(self.started.elapsed(), None, success, failure);
     }
 
-    /// Ends with an HTTP status the classifier judged.
-    pub fn finish_classified(mut self, status: u16, success: bool) {
+    /// Ends with an HTTP status the classifier judged, answered at `at`.
+    pub fn finish_classified(mut self, status: u16, success: bool, at: Instant) {
         self.done = true;
-        self.stats.end(self.started, Some(status), success, None);
+        self.stats.end(self.since(at), Some(status), success, None);
     }
 
-    /// Answered with `status`, whose success is known only when the response stream
-    /// ends: the latency and the status count now, success or failure (and the end of
-    /// `pending`) when the returned [`Deferred`] is finished or dropped. Until then the
-    /// request is in neither `success` nor `failures`: `requests` = `success` +
+    /// Answered with `status` at `at`, whose success is known only when the response
+    /// stream ends: the latency and the status count now, success or failure (and the
+    /// end of `pending`) when the returned [`Deferred`] is finished or dropped. Until
+    /// then the request is in neither `success` nor `failures`: `requests` = `success` +
     /// `failures` + `pending` holds at every moment.
-    pub fn defer(mut self, status: u16) -> Deferred {
+    pub fn defer(mut self, status: u16, at: Instant) -> Deferred {
         self.done = true;
-        self.stats.answered(self.started, Some(status));
+        self.stats.answered(self.since(at), Some(status));
         Deferred {
             ends: Some(self.stats.ends.clone()),
         }
@@ -309,10 +315,18 @@ impl Drop for Deferred {
 /// The failure kind of a request whose client went away first.
 pub const CANCELLED: &str = "CancelledRequestException";
 
+impl InFlight<'_> {
+    /// The time from the start to `at`.
+    fn since(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.started)
+    }
+}
+
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.stats.end(self.started, None, false, Some(CANCELLED));
+            self.stats
+                .end(self.started.elapsed(), None, false, Some(CANCELLED));
         }
     }
 }

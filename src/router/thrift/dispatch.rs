@@ -118,10 +118,11 @@ pub async fn route(
     ctx: CallContext,
 ) -> Result<Answered, ProxyError> {
     let dst = identify(worker, &msg, &ctx)?;
-    let service = worker.service(&dst);
+    let started = Instant::now();
+    let service = worker.service(&dst, started);
     let now = SystemTime::now();
     let deadline = Deadline::effective(ctx.deadline, now, service.policy.total_timeout);
-    let inflight = service.stats.start();
+    let inflight = service.stats.start_at(started);
     let result = match deadline.map(|d| d.remaining(now)) {
         None => dispatch(worker, &service, &dst, None, &msg, &ctx).await,
         Some(None) => Err(ProxyError::new(
@@ -156,10 +157,10 @@ async fn dispatch(
     ctx: &CallContext,
 ) -> Result<Answered, ProxyError> {
     let router = &worker.router;
-    let tree = bind(worker, &ctx.local_dtab, dst).await?;
+    let tree = bind(worker, &ctx.local_dtab, dst, Instant::now()).await?;
     let none = || no_hosts(dst, &router.base_dtab, &ctx.local_dtab);
     let bound = choose::leaf(&tree, none)?;
-    let client = worker.client(&bound.id);
+    let client = worker.client(&bound.id, Instant::now());
     let idempotent = msg.header().kind == MessageKind::Call
         && service
             .policy
@@ -217,7 +218,7 @@ async fn forward(
     deadline: Option<Deadline>,
     no_hosts: &dyn Fn() -> ProxyError,
 ) -> Result<Answered, ProxyError> {
-    let mut state = client.begin(addr);
+    let mut state = client.begin(addr, Instant::now());
     let limits = worker
         .router
         .thrift
@@ -225,7 +226,7 @@ async fn forward(
         .map(|t| t.limits)
         .unwrap_or_default();
     loop {
-        let Some((endpoint, pending)) = client.pick() else {
+        let Some((endpoint, pending)) = client.pick(Instant::now()) else {
             return Err(no_hosts());
         };
         let inflight = client.stats.start();
@@ -259,17 +260,18 @@ async fn forward(
         match sent {
             Ok(answer) => {
                 let v = answer.verdict();
-                pending.end(if v.success {
+                let outcome = if v.success {
                     BalanceOutcome::SUCCESS
                 } else {
                     BalanceOutcome::FAILURE
-                });
+                };
+                pending.end(outcome, Instant::now());
                 client.outcome(endpoint, v.success);
                 inflight.finish_outcome(v.success, v.failure);
                 return Ok(answer);
             }
             Err(CallError { error, sent }) => {
-                pending.end(BalanceOutcome::FAILURE);
+                pending.end(BalanceOutcome::FAILURE, Instant::now());
                 client.outcome(endpoint, false);
                 inflight.finish_outcome(false, Some(error.metric_label()));
                 if sent
