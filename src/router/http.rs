@@ -401,8 +401,9 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let router = &worker.router;
     // The clock is read once as the request starts, for every scope it enters and every
-    // phase up to its first attempt, and once as the answer comes (see `forward`): each
-    // reading costs about as much as a header lookup, and a call made a dozen of them.
+    // phase up to its first attempt, once as the answer comes (see `forward`), and once
+    // as the server counts it: a reading costs about as much as a header lookup, and a
+    // call used to make seventeen.
     let started = Instant::now();
     let inflight = stats.start_at(started);
     // A Plexus peer offering to upgrade: HTTP/1.1 routers also take HTTP/2 on this
@@ -842,10 +843,14 @@ async fn dispatch(
     let refusable = h2 || client.upgrade_h2;
     // A tunnel (an upgrade, or CONNECT) is never sent again, and its bytes are not kept.
     let tunnel = upgrade || parts.method == http::Method::CONNECT;
+    // When the next attempt starts: the request's start for the first (or when its body
+    // was read, if that waited for the client), the clock after a retry's wait for the
+    // others.
+    let mut attempt_at = started;
     let replay = if tunnel || !(refusable || classifier.retries_method(&parts.method)) {
         Replay::Stream(Some(body))
     } else {
-        Replay::buffer(body, h2).await?
+        Replay::buffer(body, h2, &mut attempt_at).await?
     };
     let method = parts.method.clone();
     let grpc = classifier.judges_stream_end();
@@ -873,9 +878,6 @@ async fn dispatch(
     service.budget.borrow_mut().deposit(started);
     let mut replay = replay;
     let mut kept_head = Some(parts);
-    // When the next attempt starts: the request's start for the first, the clock after
-    // a retry's wait for the others.
-    let mut attempt_at = started;
     let result = loop {
         let Some(body) = replay.next() else {
             break Err(ProxyError::new(
@@ -1051,8 +1053,13 @@ impl Replay {
     /// streaming call whose client waits for an answer before it sends more. An HTTP/2
     /// body that has already arrived whole (a unary call's message, read with its head)
     /// is kept as it is, without a copy. HTTP/1.1 chunked bodies are never kept: Linkerd
-    /// never retries them.
-    async fn buffer(mut body: RequestBody, h2: bool) -> Result<Replay, ProxyError> {
+    /// never retries them. A body read whole after waiting for it sets `read_at` to the
+    /// moment it was.
+    async fn buffer(
+        mut body: RequestBody,
+        h2: bool,
+        read_at: &mut Instant,
+    ) -> Result<Replay, ProxyError> {
         if body.is_end_stream() {
             return Ok(Replay::Buffered(Bytes::new()));
         }
@@ -1105,6 +1112,7 @@ impl Replay {
         .await
         .map_err(|e| unreadable(&e))?
         .to_bytes();
+        *read_at = Instant::now();
         Ok(Replay::Buffered(if first.is_empty() {
             rest
         } else {

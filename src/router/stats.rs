@@ -287,6 +287,11 @@ impl InFlight<'_> {
             ends: Some(self.stats.ends.clone()),
         }
     }
+
+    /// The time from the start to `at`.
+    fn since(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.started)
+    }
 }
 
 /// The end of a request whose response is still streaming; see [`InFlight::defer`].
@@ -314,13 +319,6 @@ impl Drop for Deferred {
 
 /// The failure kind of a request whose client went away first.
 pub const CANCELLED: &str = "CancelledRequestException";
-
-impl InFlight<'_> {
-    /// The time from the start to `at`.
-    fn since(&self, at: Instant) -> Duration {
-        at.saturating_duration_since(self.started)
-    }
-}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
