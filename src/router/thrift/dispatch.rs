@@ -218,7 +218,8 @@ async fn forward(
     deadline: Option<Deadline>,
     no_hosts: &dyn Fn() -> ProxyError,
 ) -> Result<Answered, ProxyError> {
-    let mut state = client.begin(addr, Instant::now());
+    let mut now = Instant::now();
+    let mut state = client.begin(addr, now);
     let limits = worker
         .router
         .thrift
@@ -226,10 +227,10 @@ async fn forward(
         .map(|t| t.limits)
         .unwrap_or_default();
     loop {
-        let Some((endpoint, pending)) = client.pick(Instant::now()) else {
+        let Some((endpoint, pending)) = client.pick(now) else {
             return Err(no_hosts());
         };
-        let inflight = client.stats.start();
+        let inflight = client.stats.start_at(now);
         let target = Target {
             dial: Dial {
                 addr: endpoint,
@@ -271,7 +272,8 @@ async fn forward(
                 return Ok(answer);
             }
             Err(CallError { error, sent }) => {
-                pending.end(BalanceOutcome::FAILURE, Instant::now());
+                now = Instant::now();
+                pending.end(BalanceOutcome::FAILURE, now);
                 client.outcome(endpoint, false);
                 inflight.finish_outcome(false, Some(error.metric_label()));
                 if sent
