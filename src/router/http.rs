@@ -536,17 +536,10 @@ async fn route(
     if present {
         parts.headers.remove(name::L5D_CTX_DEADLINE);
     }
-    // The wall clock is read only for a request that has a deadline.
-    let (deadline, remaining) = match (inbound, service.policy.total_timeout) {
-        (None, None) => (None, None),
-        (inbound, total) => {
-            let now = SystemTime::now();
-            let deadline = Deadline::effective(inbound, now, total);
-            (deadline, deadline.map(|d| d.remaining(now)))
-        }
-    };
+    let starting = Deadline::starting(inbound, service.policy.total_timeout);
+    let deadline = starting.map(|(d, _)| d);
     let inflight = service.stats.start_at(started);
-    let answer = match remaining {
+    let answer = match starting.map(|(_, left)| left) {
         Some(None) => Err(ProxyError::new(
             ErrorKind::Timeout,
             format!("the deadline of the request to {dst} has passed"),

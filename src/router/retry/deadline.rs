@@ -86,6 +86,21 @@ impl Deadline {
         }
     }
 
+    /// A request's deadline as it starts, from the one it carries and the configured
+    /// total timeout ([`Deadline::effective`]), with the time it has left
+    /// ([`Deadline::remaining`]: `None` if it has passed). `None` when it has no
+    /// deadline; only then is the wall clock not read, which is most requests.
+    pub fn starting(
+        inbound: Option<Deadline>,
+        total_timeout: Option<Duration>,
+    ) -> Option<(Deadline, Option<Duration>)> {
+        if inbound.is_none() && total_timeout.is_none() {
+            return None;
+        }
+        let now = SystemTime::now();
+        Deadline::effective(inbound, now, total_timeout).map(|d| (d, d.remaining(now)))
+    }
+
     /// Time left until the deadline; `None` once it has passed (at `now == deadline` too).
     pub fn remaining(&self, now: SystemTime) -> Option<Duration> {
         self.deadline
@@ -275,6 +290,24 @@ mod tests {
         // Combining is symmetric.
         let other = Deadline::from_timeout(now, ms(100));
         assert_eq!(inbound.combine(other), other.combine(inbound));
+    }
+
+    #[test]
+    fn a_request_starts_with_its_deadline_and_the_time_left() {
+        assert_eq!(Deadline::starting(None, None), None);
+        let (d, left) = Deadline::starting(None, Some(ms(60_000))).expect("a deadline");
+        let left = left.expect("time left");
+        assert!(left > ms(0) && left <= ms(60_000), "{left:?}");
+        assert!(d.deadline() > SystemTime::now());
+        let late = parse_one(header(NOW_NS - 10, NOW_NS - 5).as_bytes()).unwrap();
+        assert_eq!(
+            Deadline::starting(Some(late), None),
+            Some((late, None)),
+            "passed on arrival"
+        );
+        // The stricter of the two.
+        let (d, _) = Deadline::starting(Some(late), Some(ms(60_000))).expect("a deadline");
+        assert_eq!(d.deadline(), late.deadline());
     }
 
     #[test]

@@ -120,10 +120,10 @@ pub async fn route(
     let dst = identify(worker, &msg, &ctx)?;
     let started = Instant::now();
     let service = worker.service(&dst, started);
-    let now = SystemTime::now();
-    let deadline = Deadline::effective(ctx.deadline, now, service.policy.total_timeout);
+    let starting = Deadline::starting(ctx.deadline, service.policy.total_timeout);
+    let deadline = starting.map(|(d, _)| d);
     let inflight = service.stats.start_at(started);
-    let result = match deadline.map(|d| d.remaining(now)) {
+    let result = match starting.map(|(_, left)| left) {
         None => dispatch(worker, &service, &dst, None, &msg, &ctx).await,
         Some(None) => Err(ProxyError::new(
             ErrorKind::Timeout,
