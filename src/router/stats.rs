@@ -262,11 +262,10 @@ impl InFlight<'_> {
             .end(self.started.elapsed(), status, success, failure);
     }
 
-    /// Ends without a status (Thrift): a success, or a failure of kind `failure`.
-    pub fn finish_outcome(mut self, success: bool, failure: Option<&'static str>) {
+    /// Ends without a status (Thrift) at `at`: a success, or a failure of kind `failure`.
+    pub fn finish_outcome(mut self, success: bool, failure: Option<&'static str>, at: Instant) {
         self.done = true;
-        self.stats
-            .end(self.started.elapsed(), None, success, failure);
+        self.stats.end(self.since(at), None, success, failure);
     }
 
     /// Ends with an HTTP status the classifier judged, answered at `at`.

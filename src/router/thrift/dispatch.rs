@@ -62,14 +62,16 @@ impl Answered {
     }
 }
 
-/// Ends a call's count in a scope (server, service): its verdict, or its routing error.
+/// Ends a call's count in a scope (server, service), now: its verdict, or its routing
+/// error.
 pub fn finish(inflight: InFlight<'_>, result: &Result<Answered, ProxyError>) {
+    let now = Instant::now();
     match result {
         Ok(answer) => {
             let v = answer.verdict();
-            inflight.finish_outcome(v.success, v.failure);
+            inflight.finish_outcome(v.success, v.failure, now);
         }
-        Err(e) => inflight.finish_outcome(false, Some(e.metric_label())),
+        Err(e) => inflight.finish_outcome(false, Some(e.metric_label()), now),
     }
 }
 
@@ -124,13 +126,13 @@ pub async fn route(
     let deadline = starting.map(|(d, _)| d);
     let inflight = service.stats.start_at(started);
     let result = match starting.map(|(_, left)| left) {
-        None => dispatch(worker, &service, &dst, None, &msg, &ctx).await,
+        None => dispatch(worker, &service, &dst, None, started, &msg, &ctx).await,
         Some(None) => Err(ProxyError::new(
             ErrorKind::Timeout,
             format!("the deadline of the call to {dst} has passed"),
         )),
         Some(Some(left)) => {
-            let attempt = dispatch(worker, &service, &dst, deadline, &msg, &ctx);
+            let attempt = dispatch(worker, &service, &dst, deadline, started, &msg, &ctx);
             match tokio::time::timeout(left, attempt).await {
                 Ok(r) => r,
                 Err(_) => Err(ProxyError::new(
@@ -147,20 +149,23 @@ pub async fn route(
     result
 }
 
-/// Bind, choose, then attempts under the service's retry policy.
+/// Bind, choose, then attempts under the service's retry policy, for a call that
+/// started at `started` (the one clock reading up to its first attempt, as on the HTTP
+/// path).
 async fn dispatch(
     worker: &Worker,
     service: &ServiceEntry,
     dst: &Path,
     deadline: Option<Deadline>,
+    started: Instant,
     msg: &Message,
     ctx: &CallContext,
 ) -> Result<Answered, ProxyError> {
     let router = &worker.router;
-    let tree = bind(worker, &ctx.local_dtab, dst, Instant::now()).await?;
+    let tree = bind(worker, &ctx.local_dtab, dst, started).await?;
     let none = || no_hosts(dst, &router.base_dtab, &ctx.local_dtab);
     let bound = choose::leaf(&tree, none)?;
-    let client = worker.client(&bound.id, Instant::now());
+    let client = worker.client(&bound.id, started);
     let idempotent = msg.header().kind == MessageKind::Call
         && service
             .policy
@@ -168,28 +173,44 @@ async fn dispatch(
             .iter()
             .any(|m| *m == msg.header().name);
     let mut state = RetryState::new(service.policy.backoff, 0);
-    service.budget.borrow_mut().deposit(Instant::now());
+    service.budget.borrow_mut().deposit(started);
+    // When the next attempt starts: the call's start for the first, the clock after a
+    // retry's wait for the others.
+    let mut attempt_at = started;
     let result = loop {
-        let result = forward(worker, &client, &bound.addr, msg, ctx, deadline, &none).await;
+        let result = forward(
+            worker,
+            &client,
+            &bound.addr,
+            attempt_at,
+            msg,
+            ctx,
+            deadline,
+            &none,
+        )
+        .await;
         let Err(e) = &result else { break result };
         if !idempotent || !matches!(e.kind, ErrorKind::Upstream | ErrorKind::Timeout) {
             break result;
         }
         let time_left = deadline.map(|d| d.time_left(SystemTime::now()));
+        let now = Instant::now();
         let decision = state.retry(
             ResponseClass::RETRYABLE_FAILURE,
             true,
             time_left,
             &mut service.budget.borrow_mut(),
-            Instant::now(),
+            now,
             choose::uniform(),
         );
         match decision {
             Decision::Retry { after } => {
                 service.retries_total.increment(1);
                 tracing::debug!(service = %dst, method = %msg.header().name, ?after, "retrying an idempotent call");
+                attempt_at = now;
                 if !after.is_zero() {
                     tokio::time::sleep(after).await;
+                    attempt_at = Instant::now();
                 }
             }
             Decision::GiveUp {
@@ -208,17 +229,19 @@ async fn dispatch(
 }
 
 /// The client stack: pick an endpoint, send, report the outcome, and requeue a call that
-/// never reached an endpoint while the requeue budget allows.
+/// never reached an endpoint while the requeue budget allows. The attempt starts at
+/// `now`.
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     worker: &Worker,
     client: &ClientEntry,
     addr: &Addr,
+    mut now: Instant,
     msg: &Message,
     ctx: &CallContext,
     deadline: Option<Deadline>,
     no_hosts: &dyn Fn() -> ProxyError,
 ) -> Result<Answered, ProxyError> {
-    let mut now = Instant::now();
     let mut state = client.begin(addr, now);
     let limits = worker
         .router
@@ -266,16 +289,17 @@ async fn forward(
                 } else {
                     BalanceOutcome::FAILURE
                 };
-                pending.end(outcome, Instant::now());
+                let answered = Instant::now();
+                pending.end(outcome, answered);
                 client.outcome(endpoint, v.success);
-                inflight.finish_outcome(v.success, v.failure);
+                inflight.finish_outcome(v.success, v.failure, answered);
                 return Ok(answer);
             }
             Err(CallError { error, sent }) => {
                 now = Instant::now();
                 pending.end(BalanceOutcome::FAILURE, now);
                 client.outcome(endpoint, false);
-                inflight.finish_outcome(false, Some(error.metric_label()));
+                inflight.finish_outcome(false, Some(error.metric_label()), now);
                 if sent
                     || !client.requeue(&mut state, endpoint, AttemptError::ConnectFailed, &error)
                 {
