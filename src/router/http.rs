@@ -871,6 +871,10 @@ async fn dispatch(
     service.budget.borrow_mut().deposit(started);
     let mut replay = replay;
     let mut kept_head = Some(parts);
+    // The class the judge gave the attempt's response head. Whether the body can be
+    // sent again is known only once the attempt is over, and matters only to a failure
+    // (whether it is retryable): a success is not classified a second time.
+    let judged = Cell::new(None);
     let result = loop {
         let Some(body) = replay.next() else {
             break Err(ProxyError::new(
@@ -910,7 +914,9 @@ async fn dispatch(
             &mut again,
             none,
             &|r| {
-                let success = classify(r, false).is_success();
+                let class = classify(r, false);
+                judged.set(Some(class));
+                let success = class.is_success();
                 // A gRPC call whose status is still to come, after its messages: only
                 // the end of its stream can tell (see `AtEnd`).
                 if success
@@ -928,6 +934,9 @@ async fn dispatch(
         // Known only now for a body kept while it streamed: whether all of it was kept.
         let replayable = replay.replayable();
         let class = match &result {
+            Ok(_) if judged.take().is_some_and(retry::ResponseClass::is_success) => {
+                retry::ResponseClass::Success
+            }
             Ok((rsp, ..)) => classify(rsp, replayable),
             Err(e) => classifier.classify(&Exchange {
                 method: &method,
