@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// Number of slots the window is cut into.
 const SLOTS: usize = 10;
 /// `percentCanRetry` is stored in millionths.
-const PPM: u128 = 1_000_000;
+const PPM: u64 = 1_000_000;
 
 /// Why a budget configuration was refused.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -84,16 +84,23 @@ pub struct RetryBudget {
     ttl: Duration,
     min_retries_per_sec: u32,
     percent_can_retry: f64,
-    /// `percent_can_retry` in millionths.
-    percent_ppm: u128,
+    /// `percent_can_retry` in millionths (at most 10⁹).
+    percent_ppm: u64,
     /// Retries allowed on top of the deposits: `min_retries_per_sec × ttl` (whole seconds).
     reserve: u64,
-    /// `ttl / SLOTS`.
-    slot_len: Duration,
+    /// `ttl / SLOTS`, in nanoseconds.
+    slot_nanos: u64,
     /// Where slot period 0 starts; set by the first call.
     origin: Option<Instant>,
     /// The most recent period seen, so an older `now` never rewinds the window.
     latest: u64,
+    /// When the latest period ends. Every request deposits and most read the balance:
+    /// a `now` before this is in the latest period, found without a division.
+    latest_end: Option<Instant>,
+    /// The slots' sum over the window that ends with the latest period, kept as
+    /// deposits and withdrawals come, and summed again when the window moves: the
+    /// balance is read without going over the slots.
+    window: Totals,
     slots: [Slot; SLOTS],
 }
 
@@ -126,11 +133,13 @@ impl RetryBudget {
             ttl,
             min_retries_per_sec,
             percent_can_retry,
-            percent_ppm: (percent_can_retry * PPM as f64).round() as u128,
+            percent_ppm: (percent_can_retry * PPM as f64).round() as u64,
             reserve: u64::from(min_retries_per_sec) * ttl.as_secs(),
-            slot_len: ttl / SLOTS as u32,
+            slot_nanos: u64::try_from((ttl / SLOTS as u32).as_nanos()).unwrap_or(u64::MAX),
             origin: None,
             latest: 0,
+            latest_end: None,
+            window: Totals::default(),
             slots: [Slot::default(); SLOTS],
         })
     }
@@ -152,7 +161,7 @@ impl RetryBudget {
 
     /// `percentCanRetry` in millionths, as the budget computes with it.
     pub fn percent_can_retry_ppm(&self) -> u64 {
-        self.percent_ppm as u64
+        self.percent_ppm
     }
 
     /// Retries allowed without any deposit: `minRetriesPerSec × ttl` in whole seconds.
@@ -164,59 +173,81 @@ impl RetryBudget {
     pub fn deposit(&mut self, now: Instant) {
         let slot = self.current_slot(now);
         slot.deposits = slot.deposits.saturating_add(1);
+        self.window.deposits = self.window.deposits.saturating_add(1);
     }
 
     /// Takes one retry out of the budget if the budget allows it; returns whether it did.
     /// A refused withdrawal leaves the budget unchanged.
     pub fn try_withdraw(&mut self, now: Instant) -> bool {
         self.current_slot(now);
-        let totals = self.totals(self.latest);
-        if self.allowance(totals) < 1 {
+        if self.allowance(self.window) < 1 {
             return false;
         }
         let slot = self.current_slot(now);
         slot.withdrawals += 1;
+        self.window.withdrawals += 1;
         true
     }
 
     /// How many retries the budget would allow now (the `retries/budget` gauge).
     pub fn balance(&self, now: Instant) -> u64 {
         let period = match self.origin {
-            Some(origin) => self.period_of(origin, now).max(self.latest),
+            Some(origin) => self.period_at(origin, now),
             None => 0,
         };
-        self.allowance(self.totals(period))
+        let totals = if period == self.latest {
+            self.window
+        } else {
+            self.totals(period)
+        };
+        self.allowance(totals)
     }
 
     /// Whole retries left: `⌊deposits × percent + reserve⌋ − withdrawals`, at least 0.
+    /// The reserve and the withdrawals are whole retries, so only the deposits' share
+    /// is rounded down.
     fn allowance(&self, totals: Totals) -> u64 {
-        let credit =
-            u128::from(totals.deposits) * self.percent_ppm + u128::from(self.reserve) * PPM;
-        let debit = u128::from(totals.withdrawals) * PPM;
-        let left = credit.saturating_sub(debit) / PPM;
-        u64::try_from(left).unwrap_or(u64::MAX)
+        let earned = match totals.deposits.checked_mul(self.percent_ppm) {
+            Some(millionths) => millionths / PPM,
+            None => {
+                let exact = u128::from(totals.deposits) * u128::from(self.percent_ppm);
+                u64::try_from(exact / u128::from(PPM)).unwrap_or(u64::MAX)
+            }
+        };
+        earned
+            .saturating_add(self.reserve)
+            .saturating_sub(totals.withdrawals)
     }
 
-    /// The slot period `now` falls in, counted from `origin`.
-    fn period_of(&self, origin: Instant, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(origin).as_nanos();
-        u64::try_from(elapsed / self.slot_len.as_nanos()).unwrap_or(u64::MAX)
+    /// The slot period `now` falls in, counted from `origin`, and never before the
+    /// latest one seen.
+    fn period_at(&self, origin: Instant, now: Instant) -> u64 {
+        if self.latest_end.is_some_and(|end| now < end) {
+            return self.latest;
+        }
+        let elapsed = u64::try_from(now.saturating_duration_since(origin).as_nanos());
+        (elapsed.unwrap_or(u64::MAX) / self.slot_nanos).max(self.latest)
     }
 
     /// The slot for `now`, cleared if it last held an older period. A `now` earlier than
     /// one already seen counts in the latest period.
     fn current_slot(&mut self, now: Instant) -> &mut Slot {
         let origin = *self.origin.get_or_insert(now);
-        let period = self.period_of(origin, now).max(self.latest);
-        self.latest = period;
-        let slot = &mut self.slots[(period % SLOTS as u64) as usize];
-        if slot.period != period {
-            *slot = Slot {
-                period,
-                ..Slot::default()
-            };
+        if self.latest_end.is_none_or(|end| now >= end) {
+            let period = self.period_at(origin, now);
+            self.latest = period;
+            let slot = &mut self.slots[(period % SLOTS as u64) as usize];
+            if slot.period != period {
+                *slot = Slot {
+                    period,
+                    ..Slot::default()
+                };
+            }
+            self.window = self.totals(period);
+            let end = self.slot_nanos.saturating_mul(period.saturating_add(1));
+            self.latest_end = origin.checked_add(Duration::from_nanos(end));
         }
-        slot
+        &mut self.slots[(self.latest % SLOTS as u64) as usize]
     }
 
     /// Sums the slots still inside the window that ends with `period`.
@@ -428,7 +459,66 @@ mod tests {
         Withdraw,
     }
 
+    /// The balance summed afresh from the slots, with the period found by division and
+    /// the allowance in 128 bits: what the kept window, the latest period's end and the
+    /// 64-bit allowance must agree with.
+    fn summed_balance(b: &RetryBudget, now: Instant) -> u64 {
+        let period = match b.origin {
+            Some(origin) => {
+                let elapsed = now.saturating_duration_since(origin).as_nanos();
+                let period = elapsed / (b.ttl / SLOTS as u32).as_nanos();
+                u64::try_from(period).unwrap().max(b.latest)
+            }
+            None => 0,
+        };
+        let totals = b.totals(period);
+        let unit = u128::from(PPM);
+        let credit =
+            u128::from(totals.deposits) * u128::from(b.percent_ppm) + u128::from(b.reserve) * unit;
+        let debit = u128::from(totals.withdrawals) * unit;
+        u64::try_from(credit.saturating_sub(debit) / unit).unwrap()
+    }
+
     proptest! {
+        /// The balance read from the kept window equals the slots summed afresh, now
+        /// and later, whatever the order of the clock readings; a withdrawal succeeds
+        /// exactly when that balance is at least one.
+        #[test]
+        fn the_kept_window_is_the_sum_of_the_slots(
+            ttl_secs in 1u64..=5,
+            min_retries in 0u32..=3,
+            percent_hundredths in 0u32..=300,
+            ops in prop::collection::vec(
+                (-300i64..1200, prop_oneof![Just(Op::Deposit), Just(Op::Withdraw)]),
+                1..300,
+            ),
+        ) {
+            let mut b = RetryBudget::new(
+                secs(ttl_secs), min_retries, f64::from(percent_hundredths) / 100.0,
+            ).unwrap();
+            let t0 = Instant::now() + secs(60);
+            let mut t = t0;
+            for (step_ms, op) in ops {
+                // Mostly forward; sometimes a reading older than one already seen.
+                t = if step_ms < 0 {
+                    t.checked_sub(ms(step_ms.unsigned_abs())).unwrap_or(t0)
+                } else {
+                    t + ms(step_ms.unsigned_abs())
+                };
+                match op {
+                    Op::Deposit => b.deposit(t),
+                    Op::Withdraw => {
+                        let allowed = summed_balance(&b, t) >= 1;
+                        prop_assert_eq!(b.try_withdraw(t), allowed);
+                    }
+                }
+                for later in [0, 90, 950, 4_000, 12_000] {
+                    let at = t + ms(later);
+                    prop_assert_eq!(b.balance(at), summed_balance(&b, at), "{} ms on", later);
+                }
+            }
+        }
+
         /// Whenever a withdrawal succeeds at `t`, the withdrawals of the last
         /// `ttl − ttl/10` (all still in the window) are within `percent` of the deposits
         /// of the last `ttl`, plus the reserve.
@@ -448,6 +538,7 @@ mod tests {
             ).unwrap();
             let ppm = u128::from(b.percent_can_retry_ppm());
             let reserve = u128::from(b.reserve());
+            let unit = u128::from(PPM);
             let slot = ttl / 10;
             let t0 = Instant::now();
             let mut t = t0;
@@ -472,7 +563,7 @@ mod tests {
                                 .filter(|&&d| t.duration_since(d) < ttl)
                                 .count() as u128;
                             prop_assert!(
-                                recent_w * PPM <= recent_d * ppm + reserve * PPM,
+                                recent_w * unit <= recent_d * ppm + reserve * unit,
                                 "{} withdrawals against {} deposits", recent_w, recent_d
                             );
                         }
