@@ -113,14 +113,27 @@ pub fn reset_reason(error: &(dyn std::error::Error + 'static)) -> Reason {
     Reason::INTERNAL_ERROR
 }
 
+/// The largest first chunk of a body sent before the stream has capacity for it (the
+/// default HTTP/2 frame size).
+const FIRST_CHUNK_AT_ONCE: usize = 16 * 1024;
+
 /// Writes a body to the sending half of its stream, as the peer's flow control allows.
 /// A body that fails resets the stream with the failure's reason; a peer that resets
 /// the stream ends the sending, and the body is dropped (which resets its own source).
+///
+/// The body's first chunk, when small, is handed to the stream at once, capacity or
+/// not: `h2` keeps it until the stream is open and the window lets it out. A request's
+/// stream is given capacity only once its connection's task has sent the stream's
+/// head, so waiting for it would cost every request with a body (every gRPC call) a
+/// second turn through the request's futures, after that task. Later chunks wait for
+/// capacity, which is what bounds what `h2` holds for a stream.
 pub struct SendBody {
     body: ProxyBody,
     stream: SendStream<Bytes>,
     /// A chunk taken from the body, waiting for the stream to have capacity.
     waiting: Option<(Bytes, bool)>,
+    /// Whether a chunk was handed to the stream yet.
+    started: bool,
     /// What the body is, for the log: "request body", "response body".
     what: &'static str,
 }
@@ -132,6 +145,7 @@ impl SendBody {
             body,
             stream,
             waiting: None,
+            started: false,
             what,
         }
     }
@@ -139,8 +153,10 @@ impl SendBody {
     fn pump(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
         loop {
             if let Some((data, eos)) = self.waiting.take() {
-                // An empty chunk (an end of stream of its own) needs no capacity.
-                while !data.is_empty() && self.stream.capacity() == 0 {
+                // An empty chunk (an end of stream of its own) needs no capacity, nor a
+                // small first one (see above).
+                let at_once = !self.started && data.len() <= FIRST_CHUNK_AT_ONCE;
+                while !data.is_empty() && !at_once && self.stream.capacity() == 0 {
                     match self.stream.poll_capacity(cx) {
                         Poll::Pending => {
                             self.waiting = Some((data, eos));
@@ -155,6 +171,7 @@ impl SendBody {
                 }
                 // h2 keeps what exceeds the capacity, within its send buffer. A stream
                 // the peer reset fails here.
+                self.started = true;
                 self.stream
                     .send_data(data, eos)
                     .map_err(|e| e.to_string())?;
