@@ -704,10 +704,22 @@ mod name {
 
 /// The `grpc-status` of a response head or trailers, if there is a readable one.
 fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
-    headers
-        .get(GRPC_STATUS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+    headers.get(GRPC_STATUS).and_then(read_grpc_status)
+}
+
+/// A response head's `grpc-status`, looked up only for the gRPC classifiers (`grpc`):
+/// no other classifier reads it.
+fn status_header(rsp: &Response<ProxyBody>, grpc: bool) -> Option<&HeaderValue> {
+    if grpc {
+        rsp.headers().get(GRPC_STATUS)
+    } else {
+        None
+    }
+}
+
+/// A `grpc-status` value, if it is readable.
+fn read_grpc_status(value: &HeaderValue) -> Option<u32> {
+    value.to_str().ok().and_then(|v| v.trim().parse().ok())
 }
 
 /// Binds the name (asked `now`), waiting (within the binding timeout) while discovery
@@ -805,10 +817,10 @@ async fn dispatch(
     );
     // With tracing on, each attempt carries the trace id as its request id instead.
     if !tracing
-        && !parts.headers.contains_key(name::L5D_REQID)
+        && let header::Entry::Vacant(vacant) = parts.headers.entry(name::L5D_REQID)
         && let Ok(v) = HeaderValue::from_bytes(&choose::random_hex())
     {
-        parts.headers.insert(name::L5D_REQID, h::per_request(v));
+        vacant.insert(h::per_request(v));
     }
     if let Some(spec) = &server.forwarded {
         add_forwarded(&mut parts.headers, spec, &worker.router.label, conn);
@@ -847,17 +859,12 @@ async fn dispatch(
     };
     let method = parts.method.clone();
     let grpc = classifier.judges_stream_end();
-    let classify = |rsp: &Response<ProxyBody>, replayable: bool| {
+    let classify = |rsp: &Response<ProxyBody>, status: Option<&HeaderValue>, replayable: bool| {
         let l5d_retryable = rsp
             .headers()
             .get(name::L5D_RETRYABLE)
             .is_some_and(|v| retry::classify::l5d_retryable(v.as_bytes()));
-        // Only the gRPC classifiers read it: other responses skip the lookup.
-        let grpc_status = if grpc {
-            grpc_status(rsp.headers())
-        } else {
-            None
-        };
+        let grpc_status = status.and_then(read_grpc_status);
         classifier.classify(&Exchange {
             method: &method,
             outcome: RetryOutcome::Status(rsp.status()),
@@ -914,16 +921,13 @@ async fn dispatch(
             &mut again,
             none,
             &|r| {
-                let class = classify(r, false);
+                let status = status_header(r, grpc);
+                let class = classify(r, status, false);
                 judged.set(Some(class));
                 let success = class.is_success();
                 // A gRPC call whose status is still to come, after its messages: only
                 // the end of its stream can tell (see `AtEnd`).
-                if success
-                    && grpc
-                    && r.status() == StatusCode::OK
-                    && !r.headers().contains_key(GRPC_STATUS)
-                {
+                if success && grpc && r.status() == StatusCode::OK && status.is_none() {
                     Verdict::AtEnd
                 } else {
                     Verdict::Now(success)
@@ -937,7 +941,7 @@ async fn dispatch(
             Ok(_) if judged.take().is_some_and(retry::ResponseClass::is_success) => {
                 retry::ResponseClass::Success
             }
-            Ok((rsp, ..)) => classify(rsp, replayable),
+            Ok((rsp, ..)) => classify(rsp, status_header(rsp, grpc), replayable),
             Err(e) => classifier.classify(&Exchange {
                 method: &method,
                 outcome: RetryOutcome::Error(attempt_error(e)),

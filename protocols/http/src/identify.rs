@@ -197,7 +197,8 @@ impl Identifier {
                 // Too few for the count asked, or none at all (`segments: 0` still
                 // needs a path that names something).
                 let n = segments.unwrap_or(0);
-                if name.len() < n || path_segments(&parts.uri).next().is_none() {
+                if name.len() < n || (name.is_empty() && path_segments(&parts.uri).next().is_none())
+                {
                     return Err(IdentifyError::TooFewSegments {
                         wanted: n.max(1),
                         path: parts.uri.path().to_string(),
