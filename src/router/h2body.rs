@@ -261,6 +261,43 @@ mod tests {
         }
     }
 
+    /// A request's stream has no capacity until its connection's task has sent the
+    /// head; a small first chunk still goes to `h2` on the first poll, and reaches
+    /// the peer whole.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_small_first_chunk_goes_before_the_stream_has_capacity() {
+        use http_body_util::{BodyExt, Full};
+
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut conn = h2::server::handshake(far).await.unwrap();
+            let (req, _respond) = conn.accept().await.unwrap().unwrap();
+            tokio::spawn(async move { while conn.accept().await.is_some() {} });
+            let mut body = req.into_body();
+            let mut got = Vec::new();
+            while let Some(data) = body.data().await {
+                let data = data.unwrap();
+                let _ = body.flow_control().release_capacity(data.len());
+                got.extend_from_slice(&data);
+            }
+            got
+        });
+        let (sender, conn) = h2::client::handshake(near).await.unwrap();
+        tokio::spawn(conn);
+        let mut sender = sender.ready().await.unwrap();
+        let (_response, stream) = sender
+            .send_request(http::Request::post("http://x/y").body(()).unwrap(), false)
+            .unwrap();
+        assert_eq!(stream.capacity(), 0, "the stream is not open yet");
+        let body = Full::new(Bytes::from_static(b"hello"))
+            .map_err(|e| match e {})
+            .boxed_unsync();
+        let mut send = SendBody::new(body, stream, "request body");
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut send).poll(&mut cx).is_ready());
+        assert_eq!(server.await.unwrap(), b"hello");
+    }
+
     #[test]
     fn a_reset_keeps_the_reason_found_among_the_sources() {
         let cancel = Wrapped(h2::Error::from(Reason::CANCEL));

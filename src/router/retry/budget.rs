@@ -220,11 +220,23 @@ impl RetryBudget {
     }
 
     /// The slot period `now` falls in, counted from `origin`, and never before the
-    /// latest one seen.
+    /// latest one seen: without a division while `now` is before the latest period's
+    /// end.
     fn period_at(&self, origin: Instant, now: Instant) -> u64 {
-        if self.latest_end.is_some_and(|end| now < end) {
-            return self.latest;
+        if self.in_latest_period(now) {
+            self.latest
+        } else {
+            self.period_of(origin, now)
         }
+    }
+
+    /// Whether `now` is before the latest period's end (then it counts in that period).
+    fn in_latest_period(&self, now: Instant) -> bool {
+        self.latest_end.is_some_and(|end| now < end)
+    }
+
+    /// The slot period `now` falls in, by division, and never before the latest one.
+    fn period_of(&self, origin: Instant, now: Instant) -> u64 {
         let elapsed = u64::try_from(now.saturating_duration_since(origin).as_nanos());
         (elapsed.unwrap_or(u64::MAX) / self.slot_nanos).max(self.latest)
     }
@@ -233,8 +245,8 @@ impl RetryBudget {
     /// one already seen counts in the latest period.
     fn current_slot(&mut self, now: Instant) -> &mut Slot {
         let origin = *self.origin.get_or_insert(now);
-        if self.latest_end.is_none_or(|end| now >= end) {
-            let period = self.period_at(origin, now);
+        if !self.in_latest_period(now) {
+            let period = self.period_of(origin, now);
             self.latest = period;
             let slot = &mut self.slots[(period % SLOTS as u64) as usize];
             if slot.period != period {
@@ -479,23 +491,26 @@ mod tests {
         u64::try_from(credit.saturating_sub(debit) / unit).unwrap()
     }
 
+    /// Budget settings for the property tests: ttl 1 to 5 s, 0 to 3 retries per
+    /// second in reserve, 0 to 300 % of requests.
+    fn settings() -> impl Strategy<Value = (Duration, u32, f64)> {
+        (1u64..=5, 0u32..=3, 0u32..=300)
+            .prop_map(|(ttl, min, pct)| (secs(ttl), min, f64::from(pct) / 100.0))
+    }
+
     proptest! {
         /// The balance read from the kept window equals the slots summed afresh, now
         /// and later, whatever the order of the clock readings; a withdrawal succeeds
         /// exactly when that balance is at least one.
         #[test]
         fn the_kept_window_is_the_sum_of_the_slots(
-            ttl_secs in 1u64..=5,
-            min_retries in 0u32..=3,
-            percent_hundredths in 0u32..=300,
+            (ttl, min_retries, percent) in settings(),
             ops in prop::collection::vec(
                 (-300i64..1200, prop_oneof![Just(Op::Deposit), Just(Op::Withdraw)]),
                 1..300,
             ),
         ) {
-            let mut b = RetryBudget::new(
-                secs(ttl_secs), min_retries, f64::from(percent_hundredths) / 100.0,
-            ).unwrap();
+            let mut b = RetryBudget::new(ttl, min_retries, percent).unwrap();
             let t0 = Instant::now() + secs(60);
             let mut t = t0;
             for (step_ms, op) in ops {
@@ -524,18 +539,13 @@ mod tests {
         /// of the last `ttl`, plus the reserve.
         #[test]
         fn never_more_retries_than_deposits_times_percent_plus_reserve(
-            ttl_secs in 1u64..=5,
-            min_retries in 0u32..=3,
-            percent_hundredths in 0u32..=300,
+            (ttl, min_retries, percent) in settings(),
             ops in prop::collection::vec(
                 (0u64..1500, prop_oneof![Just(Op::Deposit), Just(Op::Withdraw)]),
                 1..400,
             ),
         ) {
-            let ttl = secs(ttl_secs);
-            let mut b = RetryBudget::new(
-                ttl, min_retries, f64::from(percent_hundredths) / 100.0,
-            ).unwrap();
+            let mut b = RetryBudget::new(ttl, min_retries, percent).unwrap();
             let ppm = u128::from(b.percent_can_retry_ppm());
             let reserve = u128::from(b.reserve());
             let unit = u128::from(PPM);
