@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod naming;
+pub mod net;
 pub mod router;
 pub mod runtime;
 pub mod server;

@@ -303,6 +303,35 @@ fn proxy_headers_are_rewritten_as_linkerd_does() {
 }
 
 #[test]
+fn connections_plexus_accepts_and_makes_have_tcp_keepalive() {
+    let m = mesh("keepalive");
+    let b = backend::start();
+    write_service(&m.disco, "echo", &[b.addr]);
+    wait_for("echo to be known", || {
+        curl(&["-x", &m.proxy(), "http://echo/"]).status == 200
+    });
+    // A client connection kept open after its answer, and Plexus's pooled connection to
+    // the backend behind it.
+    let mut client = TcpStream::connect(("127.0.0.1", m.outgoing)).expect("connect");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: echo\r\n\r\n")
+        .expect("request");
+    let mut head = [0u8; 12];
+    client.read_exact(&mut head).expect("response");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let mut conns = Vec::new();
+    wait_for("the accepted and the pooled connection", || {
+        conns = support::established_tcp(m.plexus.pid());
+        conns.iter().any(|c| c.local_port == m.outgoing)
+            && conns.iter().any(|c| c.remote_port == b.addr.port())
+    });
+    for c in conns.iter().filter(|c| c.local_port != m.admin) {
+        // The keepalive timer: the kernel probes the peer once the connection is idle.
+        assert_eq!(2, c.timer, "no keepalive on {c:?}; all: {conns:?}");
+    }
+}
+
+#[test]
 fn large_bodies_stream_both_ways_in_bounded_memory() {
     let m = mesh("streaming");
     let b = backend::start();

@@ -259,7 +259,7 @@ impl Actor for HttpConnection {
         let Some(stream) = self.stream.take() else {
             return;
         };
-        let _ = stream.set_nodelay(true);
+        crate::net::tune(&stream);
         let conn = match (stream.peer_addr(), stream.local_addr()) {
             (Ok(peer), Ok(local)) => Rc::new(ConnInfo::new(peer, local)),
             _ => return,

@@ -141,6 +141,54 @@ impl Proc {
     }
 }
 
+/// An established TCP connection of a process, from `/proc/net/tcp` (IPv4) and the
+/// process's open sockets.
+#[derive(Debug)]
+pub struct TcpConn {
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// The kernel's timer on the socket: 2 is the keepalive timer.
+    pub timer: u8,
+}
+
+/// The established IPv4 TCP connections process `pid` has open.
+pub fn established_tcp(pid: u32) -> Vec<TcpConn> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy();
+            t.strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .map(str::to_string)
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let port = |addr: &str| {
+        let hex = addr.rsplit(':').next().unwrap_or("0");
+        u16::from_str_radix(hex, 16).expect("port")
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            (f.len() > 9 && f[3] == "01" && inodes.contains(f[9])).then(|| TcpConn {
+                local_port: port(f[1]),
+                remote_port: port(f[2]),
+                timer: f[5]
+                    .split(':')
+                    .next()
+                    .and_then(|t| u8::from_str_radix(t, 16).ok())
+                    .unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
 fn proc_status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

@@ -165,7 +165,7 @@ async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyErro
         Ok(Err(e)) => return Err(connect_failed(addr, e.to_string())),
         Err(_) => return Err(connect_failed(addr, format!("timed out after {timeout:?}"))),
     };
-    let _ = stream.set_nodelay(true);
+    crate::net::tune(&stream);
     Ok(stream)
 }
 
