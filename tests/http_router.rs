@@ -321,8 +321,7 @@ fn connections_plexus_accepts_and_makes_have_tcp_keepalive() {
     assert_eq!(&head, b"HTTP/1.1 200");
     // Plexus's side of both must carry the keepalive timer (2), the one armed on an idle
     // connection. Until the peer acknowledges the last bytes (a delayed ACK), a
-    // connection shows the retransmit timer instead, so the check is repeated for a
-    // while before it fails.
+    // connection shows the retransmit timer instead, hence the wait.
     let idle = |conns: &[support::TcpConn]| {
         conns.iter().any(|c| c.local_port == m.outgoing)
             && conns.iter().any(|c| c.remote_port == b.addr.port())
@@ -331,12 +330,11 @@ fn connections_plexus_accepts_and_makes_have_tcp_keepalive() {
                 .filter(|c| c.local_port != m.admin)
                 .all(|c| c.timer == 2)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut conns = support::established_tcp(m.plexus.pid());
-    while !idle(&conns) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    let mut conns = Vec::new();
+    wait_for("both connections, all with keepalive", || {
         conns = support::established_tcp(m.plexus.pid());
-    }
+        idle(&conns)
+    });
     assert!(
         idle(&conns),
         "both connections, all with keepalive: {conns:?}"
